@@ -6,7 +6,8 @@ chunks, so ORT's blocking `run` never stalls the event loop. Each loop iteration
 1. take new requests and aborts (an aborted request leaves the batch or the queue at once);
 2. admit waiting requests in FIFO order while the caps allow (`max_num_seqs`,
    `max_kv_tokens` reserved as prompt + max_tokens per sequence, `max_prefill_tokens`
-   per prefill run), prefill them together (left-padded) and emit their first tokens;
+   per prefill run), prefill them together (left-padded), emit their first tokens, and
+   add their keys/values to the batch's cache (backends/kv_cache.py);
 3. run one decode step for every running sequence, emit the new tokens, and drop the
    finished ones.
 
@@ -40,7 +41,7 @@ from backends.errors import (
     UnknownTokenError,
 )
 from backends.interface import Chunk, EngineLoad, FinishReason, GenerateRequest, SamplingParams, Usage
-from backends.kv_batch import KVBatch, left_pad
+from backends.kv_cache import KVCache, left_pad
 from backends.providers import ProviderSpec, validate_providers
 from backends.sampling import make_rng, sample_batch
 
@@ -69,8 +70,6 @@ class OnnxRuntimeOptions:
     """Context length cap (prompt + output); default: the model's max_position_embeddings."""
     max_prefill_tokens: int = 4096
     """Padded prompt tokens per prefill run; bounds how long one prefill stalls decoding."""
-    io_binding: bool = True
-    """Keep KV tensors as ORT values between steps instead of copying them through numpy."""
     step_delay_ms: float = 0.0
     """Fault knob: extra latency added to every engine step (emulates a slower device)."""
 
@@ -321,9 +320,12 @@ class OnnxRuntimeEngine:
             f"past_key_values.{i}.{k}" for i in range(self._num_layers) for k in ("key", "value")
         ]
         self._out_names = ["logits"] + [
-            f"present.{i}.{k}" for i in range(self._num_layers) for k in ("key", "value")
+            f"new_key_values.{i}.{k}" for i in range(self._num_layers) for k in ("key", "value")
         ]
-        self._batch = KVBatch(2 * self._num_layers, self._kv_heads, self._head_dim)
+        self._cache = self._new_cache()
+
+    def _new_cache(self) -> KVCache:
+        return KVCache(2 * self._num_layers, self._kv_heads, self._head_dim)
 
     # ---- the engine thread -------------------------------------------------------------------
 
@@ -403,42 +405,27 @@ class OnnxRuntimeEngine:
         keep = self._emit_tokens(admitted, outputs[0], outbox)
         if keep:
             rows = np.asarray(keep)
-            self._batch.append(
-                [t[rows] for t in outputs[1:]], mask[rows], self._to_numpy
-            )
+            self._cache.add_rows([t[rows] for t in outputs[1:]], mask[rows])
             self._running.extend(admitted[i] for i in keep)
 
     def _decode_step(self, outbox: list[tuple[_Seq, Any]]) -> None:
-        batch = self._batch
-        n = batch.size
+        cache = self._cache
+        n = cache.size
         ids = np.fromiter((s.last_token for s in self._running), dtype=np.int64, count=n)
         positions = np.fromiter((s.length for s in self._running), dtype=np.int64, count=n)
-        mask = np.concatenate([batch.mask, np.ones((n, 1), dtype=np.int64)], axis=1)
-        if self.options.io_binding:
-            ov = self._ort.OrtValue.ortvalue_from_numpy
-            feeds = {
-                "input_ids": ov(ids.reshape(n, 1)),
-                "attention_mask": ov(mask),
-                "position_ids": ov(positions.reshape(n, 1)),
-            }
-            for name, t in zip(self._kv_in, batch.tensors):
-                feeds[name] = t if not isinstance(t, np.ndarray) else ov(t)
-            outputs = self._session.run_with_ort_values(self._out_names, feeds)
-            logits = outputs[0].numpy()
-        else:
-            np_feeds = {
-                "input_ids": ids.reshape(n, 1),
-                "attention_mask": mask,
-                "position_ids": positions.reshape(n, 1),
-            }
-            np_feeds.update(zip(self._kv_in, batch.numpy_tensors(self._to_numpy)))
-            outputs = self._session.run(self._out_names, np_feeds)
-            logits = outputs[0]
+        # numpy inputs are passed to ONNX Runtime without a copy; the past stays in place.
+        feeds = {
+            "input_ids": ids.reshape(n, 1),
+            "attention_mask": cache.attention_mask,
+            "position_ids": positions.reshape(n, 1),
+        }
+        feeds.update(zip(self._kv_in, cache.tensors))
+        outputs = self._session.run(self._out_names, feeds)
         self._pace()
-        batch.set_step_output(outputs[1:], mask)
+        cache.append_step(outputs[1:])
         for seq in self._running:
             seq.length += 1
-        keep = self._emit_tokens(self._running, logits, outbox)
+        keep = self._emit_tokens(self._running, outputs[0], outbox)
         if len(keep) < n:
             self._drop_rows(set(range(n)) - set(keep))
 
@@ -489,7 +476,7 @@ class OnnxRuntimeEngine:
     def _drop_rows(self, rows: set[int]) -> None:
         keep = [i for i in range(len(self._running)) if i not in rows]
         self._running = [self._running[i] for i in keep]
-        self._batch.keep(keep, self._to_numpy)
+        self._cache.keep_rows(keep)
 
     def _fail_running(self, error: Exception, outbox: list[tuple[_Seq, Any]]) -> None:
         for seq in self._running:
@@ -497,7 +484,7 @@ class OnnxRuntimeEngine:
             outbox.append((seq, error))
         self._running = []
         self._kv_reserved = 0
-        self._batch = KVBatch(2 * self._num_layers, self._kv_heads, self._head_dim)
+        self._cache = self._new_cache()
 
     def _fail_all(self, error: Exception) -> None:
         with self._cv:
@@ -513,10 +500,6 @@ class OnnxRuntimeEngine:
         self.steps += 1
         if self.options.step_delay_ms:
             time.sleep(self.options.step_delay_ms / 1000)
-
-    @staticmethod
-    def _to_numpy(value: Any) -> np.ndarray:
-        return value if isinstance(value, np.ndarray) else value.numpy()
 
     @staticmethod
     def _deliver(outbox: list[tuple[_Seq, Any]]) -> None:

@@ -69,7 +69,7 @@ from backends.onnxruntime_engine import OnnxRuntimeEngine, OnnxRuntimeOptions  #
 
 SANITY_TOKENS = 32
 OG_STATIC_BATCH = 4  # og's StaticBatchScheduler constant (what the CPU Engine path uses)
-DEFAULT_REPEATS = {"tiny": 3}  # other sizes: 1 (keeps a default run within ~10 minutes)
+DEFAULT_REPEATS = {"tiny": 3, "small": 2}  # others: 1 (a default run stays well under 10 min)
 
 
 @dataclass
@@ -402,15 +402,26 @@ def sanity(size: str, ours: list[int], theirs: list[int], eos: set[int]) -> dict
 
 
 def print_table(rows: list[tuple[Cell, Cell | None]], og_label: str) -> None:
-    head = (f"{'size':<6} {'conc':>4} {'ours tok/s':>11} {og_label + ' tok/s':>16} "
-            f"{'ratio':>6} {'ours TTFT p50 ms':>17} {og_label + ' TTFT p50 ms':>22}")
-    print("\n" + head + "\n" + "-" * len(head))
+    cols = ["size", "conc", "ours tok/s", f"{og_label} tok/s", "ratio",
+            "ours TTFT p50 ms", f"{og_label} TTFT p50 ms"]
+    lines = []
     for ours, og in rows:
-        og_tps = f"{og.tokens_per_s:.1f}" if og else "n/a"
-        ratio = f"{ours.tokens_per_s / og.tokens_per_s:.2f}" if og else "n/a"
-        og_ttft = f"{og.ttft_p50_ms:.1f}" if og else "n/a"
-        print(f"{ours.size:<6} {ours.concurrency:>4} {ours.tokens_per_s:>11.1f} {og_tps:>16} "
-              f"{ratio:>6} {ours.ttft_p50_ms:>17.1f} {og_ttft:>22}")
+        lines.append([
+            ours.size, str(ours.concurrency), f"{ours.tokens_per_s:.1f}",
+            f"{og.tokens_per_s:.1f}" if og else "n/a",
+            f"{ours.tokens_per_s / og.tokens_per_s:.2f}" if og else "n/a",
+            f"{ours.ttft_p50_ms:.1f}", f"{og.ttft_p50_ms:.1f}" if og else "n/a",
+        ])
+    widths = [max(len(c), *(len(line[i]) for line in lines)) for i, c in enumerate(cols)]
+
+    def fmt(cells: list[str]) -> str:
+        return "  ".join(c.ljust(w) if i == 0 else c.rjust(w)
+                         for i, (c, w) in enumerate(zip(cells, widths)))
+
+    head = fmt(cols)
+    print("\n" + head + "\n" + "-" * len(head))
+    for line in lines:
+        print(fmt(line))
 
 
 def machine_info() -> dict[str, Any]:
@@ -483,8 +494,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--output-tokens", type=int, default=128,
                    help="tokens generated per request, EOS suppressed (default: 128)")
     p.add_argument("--repeats", type=int, default=None,
-                   help="timed runs per (size, N, engine); default: 3 for tiny, 1 for larger "
-                        "sizes. tok/s is the median over runs; TTFT p50 pools all requests")
+                   help="timed runs per (size, N, engine); default: 3 for tiny, 2 for small, 1 otherwise. "
+                        "tok/s is the median over runs; TTFT p50 pools all requests")
     p.add_argument("--seed", type=int, default=1234, help="seed of the prompt token ids")
     p.add_argument("--og-api", choices=("engine", "generator"), default="engine",
                    help="onnxruntime-genai API: 'engine' = og.Engine (static batches of <=4 on "

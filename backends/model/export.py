@@ -6,12 +6,18 @@ repeat), and logits for the last position only.
 
 Graph contract (what the ONNX Runtime engine feeds):
     input_ids       int64 [batch, seq]
-    attention_mask  int64 [batch, total]  1 = real token, 0 = left padding; total = past + seq
+    attention_mask  int64 [batch, past + seq]  1 = attend to this key, 0 = padding or unused
     position_ids    int64 [batch, seq]
     past_key_values.{i}.key / .value   float32 [batch, kv_heads, past, head_dim]
  -> logits          float32 [batch, vocab]   (last position of each row)
-    present.{i}.key / .value           float32 [batch, kv_heads, total, head_dim]
-Rows are left-padded, so each row's real tokens end at the last column.
+    new_key_values.{i}.key / .value    float32 [batch, kv_heads, seq, head_dim]
+
+The graph returns only the new tokens' keys and values and never copies the past: attention
+is computed in two parts (past keys, new keys) joined at the scores. The engine keeps the
+past in its own preallocated buffer, appends the new columns in place, and masks columns it
+does not use, so a decode step costs no KV copy. Past keys are visible wherever the mask is
+1 (in any column order); new keys are causal among themselves and masked by their part of
+`attention_mask` (left padding in a prefill batch).
 """
 
 from __future__ import annotations
@@ -47,7 +53,7 @@ def export_onnx(recipe: ModelRecipe, vocab_size: int, weights: dict[str, np.ndar
         tuple({0: b, 2: p} for _ in range(2 * L)),
     )
     names = [f"past_key_values.{i}.{kind}" for i in range(L) for kind in ("key", "value")]
-    out_names = [f"present.{i}.{kind}" for i in range(L) for kind in ("key", "value")]
+    out_names = [f"new_key_values.{i}.{kind}" for i in range(L) for kind in ("key", "value")]
     with torch.no_grad():
         program = torch.onnx.export(
             model,
@@ -111,7 +117,7 @@ def _build_module(recipe: ModelRecipe, vocab_size: int, w: dict[str, np.ndarray]
             allowed = causal.unsqueeze(0) & attention_mask.unsqueeze(1).bool()  # [B, S, T]
             bias = torch.where(allowed, 0.0, torch.finfo(torch.float32).min)
             bias = bias.unsqueeze(1).unsqueeze(1)  # [B, 1, 1, S, T]
-            presents = []
+            news = []
             for i in range(recipe.num_hidden_layers):
                 ln1, wqkv, wo, ln2, wgu, wdown = self.layers[6 * i : 6 * i + 6]
                 h = _rms(x, ln1, eps)
@@ -121,18 +127,21 @@ def _build_module(recipe: ModelRecipe, vocab_size: int, w: dict[str, np.ndarray]
                 v = v.view(B, S, KV, d).transpose(1, 2)
                 q = q * cos.unsqueeze(1) + _rotate_half(q) * sin.unsqueeze(1)
                 k = k * cos + _rotate_half(k) * sin
-                k = torch.cat([past[2 * i], k], dim=2)  # [B, KV, T, d]
-                v = torch.cat([past[2 * i + 1], v], dim=2)
-                presents += [k, v]
-                scores = (q @ k.unsqueeze(2).transpose(-1, -2)) * (d**-0.5) + bias
-                o = torch.softmax(scores, dim=-1) @ v.unsqueeze(2)  # [B, KV, G, S, d]
+                news += [k, v]
+                past_k, past_v = past[2 * i].unsqueeze(2), past[2 * i + 1].unsqueeze(2)
+                P = past_k.shape[3]
+                scores = torch.cat(
+                    [q @ past_k.transpose(-1, -2), q @ k.unsqueeze(2).transpose(-1, -2)], dim=-1
+                ) * (d**-0.5) + bias  # [B, KV, G, S, P + S]
+                probs = torch.softmax(scores, dim=-1)
+                o = probs[..., :P] @ past_v + probs[..., P:] @ v.unsqueeze(2)  # [B, KV, G, S, d]
                 o = o.permute(0, 3, 1, 2, 4).reshape(B, S, H * d)
                 x = x + o @ wo
                 h = _rms(x, ln2, eps)
                 gate, up = (h @ wgu).chunk(2, dim=-1)
                 x = x + (torch.nn.functional.silu(gate) * up) @ wdown
             last = _rms(x[:, -1, :], self.norm, eps)
-            return (last @ self.lm_head, *presents)
+            return (last @ self.lm_head, *news)
 
     return Decoder()
 
@@ -140,7 +149,8 @@ def _build_module(recipe: ModelRecipe, vocab_size: int, w: dict[str, np.ndarray]
 def _rms(x, weight, eps):  # type: ignore[no-untyped-def]
     import torch
 
-    return weight * (x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + eps))
+    # x / sqrt(...) (not rsqrt): ONNX Runtime fuses this form into SimplifiedLayerNormalization.
+    return weight * (x / torch.sqrt(x.pow(2).mean(-1, keepdim=True) + eps))
 
 
 def _rotate_half(x):  # type: ignore[no-untyped-def]

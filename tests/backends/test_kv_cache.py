@@ -1,0 +1,53 @@
+import numpy as np
+
+from backends.kv_cache import KVCache, left_pad
+
+
+def test_left_pad_positions_and_mask() -> None:
+    ids, mask, pos = left_pad([[5, 6, 7], [9]])
+    assert ids.tolist() == [[5, 6, 7], [0, 0, 9]]
+    assert mask.tolist() == [[1, 1, 1], [0, 0, 1]]
+    assert pos.tolist() == [[0, 1, 2], [0, 0, 0]]
+
+
+def _kv(n: int, width: int, value: float) -> list[np.ndarray]:
+    return [np.full((n, 1, width, 2), value, dtype=np.float32) for _ in range(2)]
+
+
+def _col(cache: KVCache, row: int) -> list[float]:
+    return cache.tensors[0][row, 0, : cache.write, 0].tolist()
+
+
+def test_rows_join_before_the_write_column_and_steps_append_in_place() -> None:
+    c = KVCache(2, 1, 2, grow=8)
+    c.add_rows(_kv(1, 2, 1.0), np.ones((1, 2), dtype=np.int64))
+    assert (c.size, c.write) == (1, 2)
+    c.add_rows(_kv(1, 3, 2.0), np.array([[0, 1, 1]]))  # wider: the old row gets a hole
+    assert c.write == 3
+    assert c.mask[:, :3].tolist() == [[1, 1, 0], [0, 1, 1]]
+    assert _col(c, 0) == [1, 1, 0] and _col(c, 1) == [2, 2, 2]
+    version = c.version
+    c.append_step(_kv(2, 1, 5.0))
+    assert c.version == version  # no reallocation: written in place
+    assert c.write == 4 and c.mask[:, 3].tolist() == [1, 1]
+    assert c.attention_mask[:, -1].tolist() == [1, 1]  # the column for the next token
+
+
+def test_growth_keeps_the_data() -> None:
+    c = KVCache(2, 1, 2, grow=2)
+    c.add_rows(_kv(1, 1, 1.0), np.ones((1, 1), dtype=np.int64))
+    for step in range(5):
+        c.append_step(_kv(1, 1, float(step + 2)))
+    assert c.capacity > c.write == 6
+    assert _col(c, 0) == [1, 2, 3, 4, 5, 6]
+
+
+def test_keep_rows_compacts_leading_columns() -> None:
+    c = KVCache(2, 1, 2, grow=4)
+    c.add_rows(_kv(1, 5, 1.0), np.ones((1, 5), dtype=np.int64))
+    c.add_rows(_kv(1, 2, 2.0), np.ones((1, 2), dtype=np.int64))
+    c.keep_rows([1])  # the long row left
+    assert (c.size, c.write) == (1, 2)
+    assert _col(c, 0) == [2, 2] and c.mask[0, :2].tolist() == [1, 1]
+    c.keep_rows([])
+    assert (c.size, c.write) == (0, 0)
