@@ -19,8 +19,9 @@ before anything is generated; it never disturbs other requests.
 from __future__ import annotations
 
 import math
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from typing import AsyncIterator, Literal, Protocol, runtime_checkable
+from typing import Literal, Protocol, runtime_checkable
 
 from backends.errors import InvalidSamplingError
 

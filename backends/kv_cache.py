@@ -20,7 +20,7 @@ Pure numpy: no engine types, testable on its own.
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 

@@ -23,9 +23,10 @@ import itertools
 import threading
 import time
 from collections import deque
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, AsyncIterator, Literal
+from typing import Any, Literal
 
 import numpy as np
 
@@ -40,7 +41,14 @@ from backends.errors import (
     PromptTooLongError,
     UnknownTokenError,
 )
-from backends.interface import Chunk, EngineLoad, FinishReason, GenerateRequest, SamplingParams, Usage
+from backends.interface import (
+    Chunk,
+    EngineLoad,
+    FinishReason,
+    GenerateRequest,
+    SamplingParams,
+    Usage,
+)
 from backends.kv_cache import KVCache, left_pad
 from backends.providers import ProviderSpec, validate_providers
 from backends.sampling import make_rng, sample_batch
@@ -414,7 +422,7 @@ class OnnxRuntimeEngine:
         ids = np.fromiter((s.last_token for s in self._running), dtype=np.int64, count=n)
         positions = np.fromiter((s.length for s in self._running), dtype=np.int64, count=n)
         # numpy inputs are passed to ONNX Runtime without a copy; the past stays in place.
-        feeds = {
+        feeds: dict[str, np.ndarray] = {
             "input_ids": ids.reshape(n, 1),
             "attention_mask": cache.attention_mask,
             "position_ids": positions.reshape(n, 1),

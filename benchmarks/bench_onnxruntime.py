@@ -62,10 +62,10 @@ _REPO_ROOT = Path(__file__).resolve().parents[1]
 if str(_REPO_ROOT) not in sys.path:  # run as a plain script from anywhere
     sys.path.insert(0, str(_REPO_ROOT))
 
-from backends.interface import GenerateRequest, SamplingParams  # noqa: E402
-from backends.model import build_model, read_manifest  # noqa: E402
-from backends.model.build import costroute_home  # noqa: E402
-from backends.onnxruntime_engine import OnnxRuntimeEngine, OnnxRuntimeOptions  # noqa: E402
+from backends.interface import GenerateRequest, SamplingParams
+from backends.model import build_model, read_manifest
+from backends.model.build import costroute_home
+from backends.onnxruntime_engine import OnnxRuntimeEngine, OnnxRuntimeOptions
 
 SANITY_TOKENS = 32
 OG_STATIC_BATCH = 4  # og's StaticBatchScheduler constant (what the CPU Engine path uses)
@@ -126,9 +126,10 @@ def make_prompts(vocab_size: int, count: int, length: int, seed: int) -> np.ndar
 # ---- our engine ---------------------------------------------------------------------------
 
 
-async def _ours_one(engine: OnnxRuntimeEngine, rid: str, prompt: list[int],
-                    sampling: SamplingParams) -> tuple[float, float | None, float, list[int]]:
-    gen = engine.generate(GenerateRequest(rid, prompt_token_ids=prompt, sampling=sampling))
+async def _ours_one(
+    engine: OnnxRuntimeEngine, rid: str, prompt: list[int], sampling: SamplingParams
+) -> tuple[float, float | None, float, list[int]]:
+    gen = engine.generate(GenerateRequest(rid, prompt_token_ids=tuple(prompt), sampling=sampling))
     tokens: list[int] = []
     first: float | None = None
     submit = time.perf_counter()  # the request enters the engine on the first __anext__
@@ -142,8 +143,15 @@ async def _ours_one(engine: OnnxRuntimeEngine, rid: str, prompt: list[int],
     return submit, first, time.perf_counter(), tokens
 
 
-async def ours_run(engine: OnnxRuntimeEngine, prompts: np.ndarray, n: int, out_tokens: int,
-                   tag: str, *, ignore_eos: bool = True) -> tuple[RunResult, list[list[int]]]:
+async def ours_run(
+    engine: OnnxRuntimeEngine,
+    prompts: np.ndarray,
+    n: int,
+    out_tokens: int,
+    tag: str,
+    *,
+    ignore_eos: bool = True,
+) -> tuple[RunResult, list[list[int]]]:
     sampling = SamplingParams(max_tokens=out_tokens, ignore_eos=ignore_eos)
     jobs = [
         _ours_one(engine, f"{tag}-{i}", [int(t) for t in prompts[i]], sampling) for i in range(n)
@@ -157,8 +165,14 @@ async def ours_run(engine: OnnxRuntimeEngine, prompts: np.ndarray, n: int, out_t
     return res, [r[3] for r in results]
 
 
-async def bench_ours(size: str, prompts: np.ndarray, levels: list[int], repeats: int,
-                     out_tokens: int, max_num_seqs: int) -> tuple[list[Cell], list[int], dict]:
+async def bench_ours(
+    size: str,
+    prompts: np.ndarray,
+    levels: list[int],
+    repeats: int,
+    out_tokens: int,
+    max_num_seqs: int,
+) -> tuple[list[Cell], list[int], dict]:
     opts = OnnxRuntimeOptions(model=size, max_num_seqs=max_num_seqs)
     engine = OnnxRuntimeEngine(opts)
     await engine.start()
@@ -193,13 +207,24 @@ def og_model_dir(size: str, hf_dir: Path, log=print) -> Path:
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}-", dir=out.parent))
     work = Path(tempfile.mkdtemp(prefix="og-builder-cache-"))  # the builder's -c scratch dir
     cmd = [
-        sys.executable, "-m", "onnxruntime_genai.models.builder",
-        "-i", str(hf_dir), "-o", str(tmp), "-p", "fp32", "-e", "cpu", "-c", str(work),
+        sys.executable,
+        "-m",
+        "onnxruntime_genai.models.builder",
+        "-i",
+        str(hf_dir),
+        "-o",
+        str(tmp),
+        "-p",
+        "fp32",
+        "-e",
+        "cpu",
+        "-c",
+        str(work),
     ]
     log(f"[og] converting {hf_dir} -> {out}\n      {shlex.join(cmd)}")
     started = time.monotonic()
     try:
-        proc = subprocess.run(cmd, cwd=work, capture_output=True, text=True)
+        proc = subprocess.run(cmd, cwd=work, capture_output=True, text=True, check=False)
         (tmp / "builder.log").write_text(proc.stdout + "\n--- stderr ---\n" + proc.stderr)
         if proc.returncode != 0 or not (tmp / "genai_config.json").is_file():
             tail = "\n".join((proc.stdout + proc.stderr).splitlines()[-25:])
@@ -229,8 +254,15 @@ class OgEngineRunner:
             "max_scheduled_tokens": int(caps.max_scheduled_tokens),
         }
 
-    def run(self, prompts: np.ndarray, n: int, out_tokens: int, *, force_length: bool = True,
-            timeout_s: float = 1800.0) -> tuple[RunResult, list[list[int]]]:
+    def run(
+        self,
+        prompts: np.ndarray,
+        n: int,
+        out_tokens: int,
+        *,
+        force_length: bool = True,
+        timeout_s: float = 1800.0,
+    ) -> tuple[RunResult, list[list[int]]]:
         og = self.og
         flag_token = int(og.EngineEventFlags.TOKEN)
         flag_done = int(og.EngineEventFlags.TURN_FINISHED)
@@ -278,7 +310,8 @@ class OgEngineRunner:
                     if flags & flag_done:
                         if flags & flag_failed:
                             raise RuntimeError(
-                                f"og request {i} failed: {ev.finish_reason} {ev.error_code}")
+                                f"og request {i} failed: {ev.finish_reason} {ev.error_code}"
+                            )
                         done[i] = now
                         remaining -= 1
                 if not len(events) and not self.engine.has_pending_requests() and remaining:
@@ -298,19 +331,28 @@ class OgGeneratorRunner:
     """All N requests as one static batch through og.Generator (batch_size=N)."""
 
     api = "Generator"
-    capabilities: dict[str, int] = {}
 
     def __init__(self, og: Any, model: Any) -> None:
         self.og = og
         self.model = model
+        self.capabilities: dict[str, int] = {}
 
-    def run(self, prompts: np.ndarray, n: int, out_tokens: int, *, force_length: bool = True,
-            timeout_s: float = 1800.0) -> tuple[RunResult, list[list[int]]]:
+    def run(
+        self,
+        prompts: np.ndarray,
+        n: int,
+        out_tokens: int,
+        *,
+        force_length: bool = True,
+        timeout_s: float = 1800.0,
+    ) -> tuple[RunResult, list[list[int]]]:
         og = self.og
         prompt_len = prompts.shape[1]
         params = og.GeneratorParams(self.model)
         opts: dict[str, Any] = {
-            "max_length": prompt_len + out_tokens, "do_sample": False, "batch_size": n,
+            "max_length": prompt_len + out_tokens,
+            "do_sample": False,
+            "batch_size": n,
         }
         if force_length:
             opts["min_length"] = prompt_len + out_tokens
@@ -336,8 +378,15 @@ class OgGeneratorRunner:
         return RunResult(n, t1 - t0, total, total / (t1 - t0), ttft, 1), tokens
 
 
-def bench_og(size: str, og_dir: Path, prompts: np.ndarray, levels: list[int], repeats: int,
-             out_tokens: int, api: str) -> tuple[list[Cell], list[int], dict]:
+def bench_og(
+    size: str,
+    og_dir: Path,
+    prompts: np.ndarray,
+    levels: list[int],
+    repeats: int,
+    out_tokens: int,
+    api: str,
+) -> tuple[list[Cell], list[int], dict]:
     import onnxruntime_genai as og
 
     model = og.Model(str(og_dir))
@@ -349,8 +398,10 @@ def bench_og(size: str, og_dir: Path, prompts: np.ndarray, levels: list[int], re
             runner.run(prompts, max(levels), min(8, out_tokens))  # warm-up (doubles as probe)
         except Exception as exc:  # noqa: BLE001 - any failure -> documented fallback
             info["fallback_reason"] = f"og.Engine unusable: {exc!r}"
-            print(f"[og] WARNING: og.Engine unusable ({exc!r}); FALLING BACK to og.Generator "
-                  "(one static batch of N per run)")
+            print(
+                f"[og] WARNING: og.Engine unusable ({exc!r}); FALLING BACK to og.Generator "
+                "(one static batch of N per run)"
+            )
             runner = OgGeneratorRunner(og, model)
             runner.run(prompts, max(levels), min(8, out_tokens))
     else:
@@ -375,9 +426,11 @@ def bench_og(size: str, og_dir: Path, prompts: np.ndarray, levels: list[int], re
 
 def _progress(name: str, size: str, r: RunResult) -> None:
     extra = f", {r.batches} static batch(es)" if r.batches and name == "og.Engine" else ""
-    print(f"  {name:<13} {size:<6} N={r.concurrency:<3} {r.tokens_per_s:9.1f} tok/s  "
-          f"wall {r.wall_s:7.2f}s  TTFT p50 {1000 * statistics.median(r.ttft_s):8.1f} ms{extra}",
-          flush=True)
+    print(
+        f"  {name:<13} {size:<6} N={r.concurrency:<3} {r.tokens_per_s:9.1f} tok/s  "
+        f"wall {r.wall_s:7.2f}s  TTFT p50 {1000 * statistics.median(r.ttft_s):8.1f} ms{extra}",
+        flush=True,
+    )
 
 
 def _strip_eos(tokens: list[int], eos: set[int]) -> list[int]:
@@ -393,30 +446,45 @@ def sanity(size: str, ours: list[int], theirs: list[int], eos: set[int]) -> dict
     diverge = next((i for i in range(n) if a[i] != b[i]), None)
     match = diverge is None and len(a) == len(b)
     common = n if diverge is None else diverge
-    print(f"[sanity] {size}: first {SANITY_TOKENS} greedy tokens, same prompt (natural EOS): "
-          + ("MATCH" if match else "MISMATCH")
-          + f" ({common} leading tokens agree; ours {len(a)} tokens, og {len(b)} tokens)")
+    print(
+        f"[sanity] {size}: first {SANITY_TOKENS} greedy tokens, same prompt (natural EOS): "
+        + ("MATCH" if match else "MISMATCH")
+        + f" ({common} leading tokens agree; ours {len(a)} tokens, og {len(b)} tokens)"
+    )
     if not match:
         print(f"         ours: {a}\n         og:   {b}")
     return {"size": size, "match": match, "agreeing_prefix": common, "ours": a, "og": b}
 
 
 def print_table(rows: list[tuple[Cell, Cell | None]], og_label: str) -> None:
-    cols = ["size", "conc", "ours tok/s", f"{og_label} tok/s", "ratio",
-            "ours TTFT p50 ms", f"{og_label} TTFT p50 ms"]
+    cols = [
+        "size",
+        "conc",
+        "ours tok/s",
+        f"{og_label} tok/s",
+        "ratio",
+        "ours TTFT p50 ms",
+        f"{og_label} TTFT p50 ms",
+    ]
     lines = []
     for ours, og in rows:
-        lines.append([
-            ours.size, str(ours.concurrency), f"{ours.tokens_per_s:.1f}",
-            f"{og.tokens_per_s:.1f}" if og else "n/a",
-            f"{ours.tokens_per_s / og.tokens_per_s:.2f}" if og else "n/a",
-            f"{ours.ttft_p50_ms:.1f}", f"{og.ttft_p50_ms:.1f}" if og else "n/a",
-        ])
+        lines.append(
+            [
+                ours.size,
+                str(ours.concurrency),
+                f"{ours.tokens_per_s:.1f}",
+                f"{og.tokens_per_s:.1f}" if og else "n/a",
+                f"{ours.tokens_per_s / og.tokens_per_s:.2f}" if og else "n/a",
+                f"{ours.ttft_p50_ms:.1f}",
+                f"{og.ttft_p50_ms:.1f}" if og else "n/a",
+            ]
+        )
     widths = [max(len(c), *(len(line[i]) for line in lines)) for i, c in enumerate(cols)]
 
     def fmt(cells: list[str]) -> str:
-        return "  ".join(c.ljust(w) if i == 0 else c.rjust(w)
-                         for i, (c, w) in enumerate(zip(cells, widths)))
+        return "  ".join(
+            c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(cells, widths))
+        )
 
     head = fmt(cols)
     print("\n" + head + "\n" + "-" * len(head))
@@ -484,26 +552,55 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         epilog="Examples:" + doc.split("\n\nExamples:")[1] if "\n\nExamples:" in doc else None,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("--sizes", type=_size_list, default=["tiny", "small"],
-                   help="comma-separated model sizes to build/benchmark (default: tiny,small)")
-    p.add_argument("--concurrency", type=_int_list, default=[1, 8, 32],
-                   help="comma-separated concurrency levels N; N requests are submitted at "
-                        "once (default: 1,8,32)")
-    p.add_argument("--prompt-tokens", type=int, default=128,
-                   help="prompt length in token ids per request (default: 128)")
-    p.add_argument("--output-tokens", type=int, default=128,
-                   help="tokens generated per request, EOS suppressed (default: 128)")
-    p.add_argument("--repeats", type=int, default=None,
-                   help="timed runs per (size, N, engine); default: 3 for tiny, 2 for small, 1 otherwise. "
-                        "tok/s is the median over runs; TTFT p50 pools all requests")
+    p.add_argument(
+        "--sizes",
+        type=_size_list,
+        default=["tiny", "small"],
+        help="comma-separated model sizes to build/benchmark (default: tiny,small)",
+    )
+    p.add_argument(
+        "--concurrency",
+        type=_int_list,
+        default=[1, 8, 32],
+        help="comma-separated concurrency levels N; N requests are submitted at "
+        "once (default: 1,8,32)",
+    )
+    p.add_argument(
+        "--prompt-tokens",
+        type=int,
+        default=128,
+        help="prompt length in token ids per request (default: 128)",
+    )
+    p.add_argument(
+        "--output-tokens",
+        type=int,
+        default=128,
+        help="tokens generated per request, EOS suppressed (default: 128)",
+    )
+    p.add_argument(
+        "--repeats",
+        type=int,
+        default=None,
+        help="timed runs per (size, N, engine); default: 3 for tiny, 2 for small, "
+        "1 otherwise. tok/s is the median over runs; TTFT p50 pools all "
+        "requests",
+    )
     p.add_argument("--seed", type=int, default=1234, help="seed of the prompt token ids")
-    p.add_argument("--og-api", choices=("engine", "generator"), default="engine",
-                   help="onnxruntime-genai API: 'engine' = og.Engine (static batches of <=4 on "
-                        "CPU), falling back to og.Generator if unusable; 'generator' = one "
-                        "og.Generator static batch of N (default: engine)")
+    p.add_argument(
+        "--og-api",
+        choices=("engine", "generator"),
+        default="engine",
+        help="onnxruntime-genai API: 'engine' = og.Engine (static batches of <=4 on "
+        "CPU), falling back to og.Generator if unusable; 'generator' = one "
+        "og.Generator static batch of N (default: engine)",
+    )
     p.add_argument("--skip-og", action="store_true", help="only benchmark our engine")
-    p.add_argument("--out", type=Path, default=None,
-                   help="write the results as JSON here (machine, versions, date, command)")
+    p.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help="write the results as JSON here (machine, versions, date, command)",
+    )
     args = p.parse_args(argv)
     if args.prompt_tokens < 1 or args.output_tokens < 1:
         p.error("--prompt-tokens and --output-tokens must be >= 1")
@@ -519,73 +616,109 @@ def main(argv: list[str] | None = None) -> int:
     command = shlex.join([Path(sys.executable).name, *sys.argv])
     report: dict[str, Any] = {
         "benchmark": "bench_onnxruntime",
-        "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "date": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
         "command": command,
         "machine": machine_info(),
         "versions": versions(),
         "settings": {
-            "sizes": args.sizes, "concurrency": levels, "prompt_tokens": args.prompt_tokens,
-            "output_tokens": args.output_tokens, "repeats": args.repeats, "seed": args.seed,
-            "og_api": args.og_api, "sampling": "greedy",
+            "sizes": args.sizes,
+            "concurrency": levels,
+            "prompt_tokens": args.prompt_tokens,
+            "output_tokens": args.output_tokens,
+            "repeats": args.repeats,
+            "seed": args.seed,
+            "og_api": args.og_api,
+            "sampling": "greedy",
         },
         "loadavg_start": list(os.getloadavg()),
         "sizes": {},
         "results": [],
         "sanity": [],
     }
-    print(f"machine: {report['machine']['cpu_model']} ({report['machine']['logical_cores']} "
-          f"cores); versions: {report['versions']}")
+    print(
+        f"machine: {report['machine']['cpu_model']} ({report['machine']['logical_cores']} "
+        f"cores); versions: {report['versions']}"
+    )
     all_rows: list[tuple[Cell, Cell | None]] = []
     og_label = "og"
     for size in args.sizes:
         repeats = args.repeats or DEFAULT_REPEATS.get(size, 1)
-        print(f"\n=== {size}: concurrency {levels}, {args.prompt_tokens} prompt + "
-              f"{args.output_tokens} output tokens, {repeats} repeat(s) ===", flush=True)
+        print(
+            f"\n=== {size}: concurrency {levels}, {args.prompt_tokens} prompt + "
+            f"{args.output_tokens} output tokens, {repeats} repeat(s) ===",
+            flush=True,
+        )
         hf_dir = build_model(size, log=lambda m: print(f"[model] {m}", flush=True))
         manifest = read_manifest(hf_dir)
         vocab = int(manifest["vocab_size"])
         cfg = json.loads((hf_dir / "config.json").read_text())
         eos_cfg = cfg.get("eos_token_id")
-        eos = set(eos_cfg if isinstance(eos_cfg, list) else [eos_cfg] if eos_cfg is not None else [])
+        eos = set(
+            eos_cfg if isinstance(eos_cfg, list) else [eos_cfg] if eos_cfg is not None else []
+        )
         prompts = make_prompts(vocab, max(levels), args.prompt_tokens, args.seed)
         size_info: dict[str, Any] = {
-            "hf_dir": str(hf_dir), "checksum": manifest["checksum"],
-            "num_parameters": manifest.get("num_parameters"), "vocab_size": vocab,
+            "hf_dir": str(hf_dir),
+            "checksum": manifest["checksum"],
+            "num_parameters": manifest.get("num_parameters"),
+            "vocab_size": vocab,
             "repeats": repeats,
         }
 
         ours_cells, ours_sanity, ours_opts = asyncio.run(
-            bench_ours(size, prompts, levels, repeats, args.output_tokens,
-                       max_num_seqs=max(32, max(levels))))
+            bench_ours(
+                size,
+                prompts,
+                levels,
+                repeats,
+                args.output_tokens,
+                max_num_seqs=max(32, max(levels)),
+            )
+        )
         size_info["ours_options"] = ours_opts
         og_cells: list[Cell | None] = [None] * len(levels)
         if not args.skip_og:
             og_dir = og_model_dir(size, hf_dir)
             size_info["og_dir"] = str(og_dir)
             cells, og_sanity, og_info = bench_og(
-                size, og_dir, prompts, levels, repeats, args.output_tokens, args.og_api)
+                size, og_dir, prompts, levels, repeats, args.output_tokens, args.og_api
+            )
             og_cells = list(cells)
             size_info["og"] = og_info
             og_label = f"og.{og_info['api']}"
             if "fallback_reason" in og_info:
-                print(f"[og] NOTE: og figures for {size} come from og.Generator (fallback): "
-                      f"{og_info['fallback_reason']}")
+                print(
+                    f"[og] NOTE: og figures for {size} come from og.Generator (fallback): "
+                    f"{og_info['fallback_reason']}"
+                )
             report["sanity"].append(sanity(size, ours_sanity, og_sanity, eos))
+        if read_manifest(hf_dir)["checksum"] != manifest["checksum"]:
+            size_info["warning"] = "model rebuilt during the run; figures may mix two models"
+            print(
+                f"[model] WARNING: {hf_dir} was rebuilt during this run (checksum changed); "
+                "the figures and the sanity check may mix two different models"
+            )
         report["sizes"][size] = size_info
         for ours, og in zip(ours_cells, og_cells):
             all_rows.append((ours, og))
-            report["results"].append({
-                "size": size, "concurrency": ours.concurrency,
-                "ours": ours.summary(), "og": og.summary() if og else None,
-                "ratio_tokens_per_s": ours.tokens_per_s / og.tokens_per_s if og else None,
-            })
+            report["results"].append(
+                {
+                    "size": size,
+                    "concurrency": ours.concurrency,
+                    "ours": ours.summary(),
+                    "og": og.summary() if og else None,
+                    "ratio_tokens_per_s": ours.tokens_per_s / og.tokens_per_s if og else None,
+                }
+            )
 
     print_table(all_rows, og_label)
     if not args.skip_og and args.og_api == "engine" and og_label == "og.Engine":
-        print(f"\nnote: og.Engine on CPU uses static batching: at most {OG_STATIC_BATCH} "
-              "requests per batch, next batch only after the previous one finishes "
-              "(no continuous batching without PagedAttention, which og builds only for "
-              "CUDA/WebGPU). Try --og-api generator for one static batch of N.")
+        print(
+            f"\nnote: og.Engine on CPU uses static batching: at most {OG_STATIC_BATCH} "
+            "requests per batch, next batch only after the previous one finishes "
+            "(no continuous batching without PagedAttention, which og builds only for "
+            "CUDA/WebGPU). Try --og-api generator for one static batch of N."
+        )
     elapsed = time.monotonic() - started
     print(f"\ntotal time {elapsed:.0f}s")
     report["loadavg_end"] = list(os.getloadavg())

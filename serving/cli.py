@@ -11,7 +11,7 @@ import asyncio
 import sys
 import time
 import uuid
-from typing import Sequence
+from collections.abc import Sequence
 
 ENGINES = ("onnxruntime", "vllm")
 
@@ -49,7 +49,7 @@ def build_parser() -> argparse.ArgumentParser:
     info = model_sub.add_parser("info", help="print a built model's manifest")
     info.add_argument("--model", default="tiny", help="size name or model directory (default: tiny)")
     info.set_defaults(func=_cmd_model_info)
-    model.set_defaults(func=lambda args: model.print_help() or 2)
+    model.set_defaults(func=lambda args: _print_help(model))
 
     gen = sub.add_parser(
         "generate",
@@ -76,6 +76,11 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--stats", action="store_true", help="print TTFT, tokens/s and usage to stderr")
     gen.set_defaults(func=_cmd_generate)
     return parser
+
+
+def _print_help(parser: argparse.ArgumentParser) -> int:
+    parser.print_help()
+    return 2
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -19,8 +19,8 @@ import os
 import shutil
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
@@ -195,7 +195,6 @@ def make_weights(recipe: ModelRecipe, vocab_size: int) -> dict[str, np.ndarray]:
 
 def _write_hf(recipe: ModelRecipe, vocab_size: int, weights: dict[str, np.ndarray], out: Path) -> None:
     from safetensors.numpy import save_file
-
     from tokenizers import Tokenizer
 
     tok = Tokenizer.from_file(str(out / "tokenizer.json"))

@@ -9,21 +9,7 @@ from __future__ import annotations
 
 import random
 
-_WORDS = """
-the of and to in is that for it as with was on be by at this are from or an have not
-which but all were when we there can more one their has been if will would about so
-what up out them some other into time only could new these two may first then do any
-like my now over such our man me even most made after also did many before must through
-back years where much your way well down should because each just those people how too
-little state good very make world still own see men work long get here between both life
-being under never day same another know while last might us great old year off come
-since against go came right used take three request token model latency cost price
-budget router backend accelerator throughput queue batch replica cluster serve deploy
-profile memory bandwidth compute kernel tensor matrix vector cache prefill decode
-stream answer question system user assistant please thank hello world reason because
-first second minute hour second millisecond dollar cent percent rate load capacity
-python function return value class import error string number list table file
-""".split()
+_WORDS = ["the", "of", "and", "to", "in", "is", "that", "for", "it", "as", "with", "was", "on", "be", "by", "at", "this", "are", "from", "or", "an", "have", "not", "which", "but", "all", "were", "when", "we", "there", "can", "more", "one", "their", "has", "been", "if", "will", "would", "about", "so", "what", "up", "out", "them", "some", "other", "into", "time", "only", "could", "new", "these", "two", "may", "first", "then", "do", "any", "like", "my", "now", "over", "such", "our", "man", "me", "even", "most", "made", "after", "also", "did", "many", "before", "must", "through", "back", "years", "where", "much", "your", "way", "well", "down", "should", "because", "each", "just", "those", "people", "how", "too", "little", "state", "good", "very", "make", "world", "still", "own", "see", "men", "work", "long", "get", "here", "between", "both", "life", "being", "under", "never", "day", "same", "another", "know", "while", "last", "might", "us", "great", "old", "year", "off", "come", "since", "against", "go", "came", "right", "used", "take", "three", "request", "token", "model", "latency", "cost", "price", "budget", "router", "backend", "accelerator", "throughput", "queue", "batch", "replica", "cluster", "serve", "deploy", "profile", "memory", "bandwidth", "compute", "kernel", "tensor", "matrix", "vector", "cache", "prefill", "decode", "stream", "answer", "question", "system", "user", "assistant", "please", "thank", "hello", "world", "reason", "because", "first", "second", "minute", "hour", "second", "millisecond", "dollar", "cent", "percent", "rate", "load", "capacity", "python", "function", "return", "value", "class", "import", "error", "string", "number", "list", "table", "file"]
 
 _PUNCT = [".", ".", ".", ",", ",", "?", "!", ";", ":"]
 _UNICODE = ["café", "naïve", "über", "señor", "東京", "数据", "ÿ", "€", "—", "→", "✓", "π"]

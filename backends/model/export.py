@@ -65,6 +65,8 @@ def export_onnx(recipe: ModelRecipe, vocab_size: int, weights: dict[str, np.ndar
             optimize=True,
             verbose=False,
         )
+    if program is None:
+        raise RuntimeError("torch.onnx.export returned no program")
     program.save(str(out), external_data=False)
 
 
@@ -109,8 +111,8 @@ def _build_module(recipe: ModelRecipe, vocab_size: int, w: dict[str, np.ndarray]
             B, S = input_ids.shape
             T = attention_mask.shape[1]
             x = self.embed[input_ids]
-            cos = self.cos[position_ids].unsqueeze(1)  # [B, 1, S, d]
-            sin = self.sin[position_ids].unsqueeze(1)
+            cos = self.cos[position_ids].unsqueeze(1)  # type: ignore[index]  # [B, 1, S, d]
+            sin = self.sin[position_ids].unsqueeze(1)  # type: ignore[index]
             key_pos = torch.arange(T, device=x.device)
             query_pos = torch.arange(S, device=x.device) + (T - S)
             causal = key_pos.unsqueeze(0) <= query_pos.unsqueeze(1)  # [S, T]
@@ -119,7 +121,7 @@ def _build_module(recipe: ModelRecipe, vocab_size: int, w: dict[str, np.ndarray]
             bias = bias.unsqueeze(1).unsqueeze(1)  # [B, 1, 1, S, T]
             news = []
             for i in range(recipe.num_hidden_layers):
-                ln1, wqkv, wo, ln2, wgu, wdown = self.layers[6 * i : 6 * i + 6]
+                ln1, wqkv, wo, ln2, wgu, wdown = list(self.layers)[6 * i : 6 * i + 6]
                 h = _rms(x, ln1, eps)
                 q, k, v = (h @ wqkv).split([H * d, KV * d, KV * d], dim=-1)
                 q = q.view(B, S, KV, G, d).permute(0, 2, 3, 1, 4)  # [B, KV, G, S, d]
@@ -140,7 +142,7 @@ def _build_module(recipe: ModelRecipe, vocab_size: int, w: dict[str, np.ndarray]
                 h = _rms(x, ln2, eps)
                 gate, up = (h @ wgu).chunk(2, dim=-1)
                 x = x + (torch.nn.functional.silu(gate) * up) @ wdown
-            last = _rms(x[:, -1, :], self.norm, eps)
+            last = _rms(x[:, -1, :], self.norm, eps)  # type: ignore[index]
             return (last @ self.lm_head, *news)
 
     return Decoder()
