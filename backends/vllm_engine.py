@@ -32,7 +32,7 @@ import os
 import shutil
 import tempfile
 import threading
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -216,8 +216,7 @@ class VllmEngine:
             model_dir = _resolve_model_dir(self.options.model)
             # Importing vLLM (~6 s) and starting its engine core (~15 s) block: keep them off
             # the event loop. AsyncLLM starts its output handler on the first request.
-            loop = asyncio.get_running_loop()
-            llm = await loop.run_in_executor(None, self._build, model_dir)
+            llm = await _in_thread(self._build, model_dir)
             self.model_dir = model_dir
             self._llm = llm
             self._stopping = False
@@ -243,7 +242,10 @@ class VllmEngine:
                 await llm.abort(list(self._requests))
                 await asyncio.sleep(0)
             self._llm = None
-            await asyncio.get_running_loop().run_in_executor(None, llm.shutdown)
+            if llm.output_handler is not None:  # stop it before the engine core goes away
+                llm.output_handler.cancel()
+                await asyncio.sleep(0)
+            await _in_thread(llm.shutdown)
             del llm
             gc.collect()  # AsyncLLM sits in reference cycles; its __del__ fails at exit
             if self._socket_dir is not None:
@@ -416,6 +418,15 @@ class VllmEngine:
 
     def _build(self, model_dir: Path) -> Any:
         self._socket_dir = _prepare_environment()
+        try:
+            return self._build_llm(model_dir)
+        except BaseException:
+            if self._socket_dir is not None:
+                shutil.rmtree(self._socket_dir, ignore_errors=True)
+                self._socket_dir = None
+            raise
+
+    def _build_llm(self, model_dir: Path) -> Any:
         from vllm.engine.arg_utils import AsyncEngineArgs
         from vllm.platforms import current_platform
         from vllm.v1.engine.async_llm import AsyncLLM
@@ -468,6 +479,36 @@ class VllmEngine:
             kwargs["kv_cache_memory_bytes"] = kv_bytes
         kwargs.update(o.engine_args)
         return kwargs
+
+
+async def _in_thread(fn: Callable[..., Any], *args: Any) -> Any:
+    """Run blocking `fn` in a thread of its own and await its result.
+
+    Neither the thread nor the future it settles keeps the result: modules that vLLM
+    imports on the way keep import-time tracebacks, hence this thread's frames, alive, and
+    an AsyncLLM kept alive past `shutdown()` runs its `__del__` at interpreter exit and fails.
+    """
+    loop = asyncio.get_running_loop()
+    done: asyncio.Future[None] = loop.create_future()
+    box: dict[str, Any] = {}
+
+    def wake() -> None:
+        if not done.done():
+            done.set_result(None)
+
+    def run() -> None:
+        try:
+            box["result"] = fn(*args)
+        except BaseException as exc:
+            box["error"] = exc
+        finally:
+            loop.call_soon_threadsafe(wake)
+
+    threading.Thread(target=run, name="vllm-engine-io", daemon=True).start()
+    await done
+    if "error" in box:
+        raise box.pop("error")
+    return box.pop("result")
 
 
 def _resolve_model_dir(model: str) -> Path:

@@ -178,6 +178,10 @@ def _make_engine(args: argparse.Namespace):  # type: ignore[no-untyped-def]
             OnnxRuntimeOptions(model=args.model, providers=providers,
                                intra_op_num_threads=args.threads)
         )
+    if args.engine == "vllm":
+        from backends.vllm_engine import VllmEngine, VllmOptions
+
+        return VllmEngine(VllmOptions(model=args.model))
     from backends.errors import ConfigError
 
     raise ConfigError(f"engine {args.engine!r} is not available yet", "engine")

@@ -1,0 +1,49 @@
+"""Interpolation in a measured 2-D grid, with a stated rule outside it (pure Python)."""
+
+from __future__ import annotations
+
+from bisect import bisect_right
+from dataclasses import dataclass
+from typing import Sequence
+
+
+@dataclass(frozen=True)
+class Grid2D:
+    """Values measured at every (x, y) of two increasing axes: `values[i][j]` at (xs[i], ys[j]).
+
+    Inside the grid: bilinear interpolation. Outside it (flagged as extrapolated):
+    * below the smallest measured x or y: the value at that edge (times are never
+      extrapolated downward);
+    * above the largest: linear along that axis with the slope of the last two measured
+      points, never below the value at the edge (noise cannot make more work cheaper).
+    """
+
+    xs: tuple[float, ...]
+    ys: tuple[float, ...]
+    values: tuple[tuple[float, ...], ...]
+
+    def __call__(self, x: float, y: float) -> tuple[float, bool]:
+        outside = not (self.xs[0] <= x <= self.xs[-1] and self.ys[0] <= y <= self.ys[-1])
+        x, y = max(x, self.xs[0]), max(y, self.ys[0])
+        value = self._bilinear(x, y)
+        if outside:
+            edge = self._bilinear(min(x, self.xs[-1]), min(y, self.ys[-1]))
+            value = max(value, edge)
+        return value, outside
+
+    def _bilinear(self, x: float, y: float) -> float:
+        fx, i = _locate(self.xs, x)
+        fy, j = _locate(self.ys, y)
+        v = self.values
+        i2, j2 = min(i + 1, len(self.xs) - 1), min(j + 1, len(self.ys) - 1)
+        left = v[i][j] + (v[i][j2] - v[i][j]) * fy
+        right = v[i2][j] + (v[i2][j2] - v[i2][j]) * fy
+        return left + (right - left) * fx
+
+
+def _locate(axis: Sequence[float], x: float) -> tuple[float, int]:
+    """(fraction from axis[i] towards axis[i+1], i); fractions > 1 extrapolate linearly."""
+    if len(axis) == 1:
+        return 0.0, 0
+    i = min(max(bisect_right(axis, x) - 1, 0), len(axis) - 2)
+    return (x - axis[i]) / (axis[i + 1] - axis[i]), i

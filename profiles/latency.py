@@ -1,0 +1,226 @@
+"""The latency model (pure): predict TTFT, TPOT and E2E of one request on one backend in its
+current state, from the backend's profile table.
+
+The backend is modelled as the continuous-batching engine it is: at each step boundary it
+admits queued requests in FIFO order while the caps allow (sequences, KV tokens), prefills
+them together, then runs decode steps for the whole batch. The prediction walks that
+schedule from one event (a sequence finishing, a request joining) to the next, so its cost
+is O(n log n) in the sequences involved, not O(tokens):
+
+* step time = decode(batch size, mean context) from the profile, held constant between
+  events at the phase's mid-point context; prefill time = prefill(group size, longest prompt);
+* a new request waits for the step in flight (half a step, on average), for the requests
+  queued ahead of it, and for a free slot if the batch is full;
+* joining the batch makes every step slower for everyone; the walk includes that, and
+  reports what the request adds to the others' time (`others_delay_ms`).
+
+`replica_ms` is the replica time the request uses: its prefill run split among the requests
+prefilled with it, plus each decode step split among the sequences in it. The cost model
+prices that time (profiles/cost.py).
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections import deque
+from dataclasses import dataclass, replace
+from typing import Sequence
+
+from profiles.grid import Grid2D
+from profiles.table import ProfileTable, Surface
+
+
+@dataclass(frozen=True)
+class RequestShape:
+    prompt_tokens: int
+    output_tokens: int  # expected output tokens (max_tokens if nothing better is known)
+
+
+@dataclass(frozen=True)
+class RunningSeq:
+    context_tokens: int  # prompt + tokens generated so far
+    remaining_tokens: int  # tokens still expected
+
+
+@dataclass(frozen=True)
+class BackendLoad:
+    """One backend's state as the router sees it (per replica)."""
+
+    running: tuple[RunningSeq, ...] = ()
+    waiting: tuple[RequestShape, ...] = ()  # queued ahead of a new request, FIFO
+
+
+@dataclass(frozen=True)
+class Prediction:
+    ttft_ms: float
+    tpot_ms: float
+    e2e_ms: float
+    queue_ms: float  # part of TTFT spent waiting to be admitted
+    replica_ms: float  # replica time this request uses (what it costs)
+    others_delay_ms: float  # time this request adds to the requests already there
+    extrapolated: bool  # some time came from outside the measured grid
+
+
+@dataclass(frozen=True)
+class Correction:
+    """Online correction: observed / predicted, smoothed (EWMA) and bounded."""
+
+    ttft_factor: float = 1.0
+    tpot_factor: float = 1.0
+    alpha: float = 0.1
+    low: float = 0.5
+    high: float = 2.0
+
+    def update(
+        self, predicted: Prediction, observed_ttft_ms: float | None, observed_tpot_ms: float | None
+    ) -> Correction:
+        """A new correction after one finished request (observed None: nothing to learn)."""
+        ttft, tpot = self.ttft_factor, self.tpot_factor
+        if observed_ttft_ms is not None and predicted.ttft_ms > 0:
+            ttft = self._blend(ttft, observed_ttft_ms / (predicted.ttft_ms / self.ttft_factor))
+        if observed_tpot_ms is not None and predicted.tpot_ms > 0:
+            tpot = self._blend(tpot, observed_tpot_ms / (predicted.tpot_ms / self.tpot_factor))
+        return replace(self, ttft_factor=ttft, tpot_factor=tpot)
+
+    def _blend(self, factor: float, ratio: float) -> float:
+        blended = (1 - self.alpha) * factor + self.alpha * ratio
+        return min(max(blended, self.low), self.high)
+
+
+class LatencyModel:
+    """Predictions for one backend from its profile table."""
+
+    def __init__(self, profile: ProfileTable) -> None:
+        self.profile = profile
+        self._prefill = _grid(profile.prefill)
+        self._decode = _grid(profile.decode)
+        self.max_num_seqs = profile.capacity["max_num_seqs"]
+        self.kv_tokens = profile.capacity["kv_tokens"]
+
+    def prefill_ms(self, batch: int, prompt_tokens: int) -> tuple[float, bool]:
+        return self._prefill(batch, prompt_tokens)
+
+    def decode_step_ms(self, batch: int, context_tokens: float) -> tuple[float, bool]:
+        return self._decode(batch, context_tokens)
+
+    def predict(
+        self, request: RequestShape, load: BackendLoad, correction: Correction | None = None
+    ) -> Prediction:
+        walk = _Walk(self, load)
+        ttft, queue, e2e, replica, delay = walk.run(request)
+        out = max(request.output_tokens, 1)
+        tpot = (e2e - ttft) / (out - 1) if out > 1 else 0.0
+        if correction is not None:
+            ttft *= correction.ttft_factor
+            queue *= correction.ttft_factor
+            tpot *= correction.tpot_factor
+            e2e = ttft + tpot * (out - 1)
+        return Prediction(ttft, tpot, e2e, queue, replica, delay, walk.extrapolated)
+
+
+def _grid(s: Surface) -> Grid2D:
+    return Grid2D(tuple(map(float, s.batch)), tuple(map(float, s.tokens)), s.ms)
+
+
+@dataclass(order=True)
+class _Seq:
+    finish_step: int
+    start_step: int
+    start_context: int
+    reserved: int
+    is_target: bool
+
+
+class _Walk:
+    """The engine's schedule from now until the target request finishes."""
+
+    def __init__(self, model: LatencyModel, load: BackendLoad) -> None:
+        self.m = model
+        self.extrapolated = False
+        self.step = 0  # decode steps done since now
+        self.t = 0.0
+        self.heap: list[_Seq] = []
+        self.context_sum = 0
+        self.reserved = 0
+        for r in load.running:
+            self._join(r.context_tokens, max(r.remaining_tokens, 0), False)
+        self.queue: deque[tuple[RequestShape, bool]] = deque((w, False) for w in load.waiting)
+
+    def _join(self, context: int, remaining: int, is_target: bool) -> None:
+        seq = _Seq(self.step + remaining, self.step, context, context + remaining, is_target)
+        heapq.heappush(self.heap, seq)
+        self.context_sum += context
+        self.reserved += seq.reserved
+
+    def _step_ms(self, batch: int, context: float) -> float:
+        ms, ex = self.m.decode_step_ms(batch, context)
+        self.extrapolated |= ex
+        return ms
+
+    def run(self, target: RequestShape) -> tuple[float, float, float, float, float]:
+        self.queue.append((target, True))
+        ttft = queue_ms = replica = delay = 0.0
+        if self.heap:  # the step in flight: on average half of it remains
+            self.t += 0.5 * self._step_ms(len(self.heap), self.context_sum / len(self.heap))
+        while True:
+            admitted = self._admit_group()
+            if admitted is not None:
+                group, prefill_ms, target_in = admitted
+                if target_in:
+                    queue_ms = self.t
+                    replica += prefill_ms / group
+                self.t += prefill_ms
+                if target_in:
+                    ttft = self.t
+                    if target.output_tokens <= 1:
+                        return ttft, queue_ms, ttft, replica, delay
+            if not self.heap:  # nothing runs and the queue head cannot be admitted
+                raise ValueError("request does not fit this backend's capacity")
+            batch = len(self.heap)
+            n = self.heap[0].finish_step - self.step
+            mid_context = (self.context_sum + batch * n / 2) / batch
+            step = self._step_ms(batch, mid_context)
+            if any(s.is_target for s in self.heap):
+                replica += n * step / batch
+                if batch > 1:
+                    smaller = self._step_ms(batch - 1, mid_context)
+                    delay += n * max(step - smaller, 0.0) * (batch - 1)
+            self.t += n * step
+            self.step += n
+            self.context_sum += batch * n
+            while self.heap and self.heap[0].finish_step == self.step:
+                seq = heapq.heappop(self.heap)
+                self.context_sum -= seq.start_context + (self.step - seq.start_step)
+                self.reserved -= seq.reserved
+                if seq.is_target:
+                    return ttft, queue_ms, self.t, replica, delay
+
+    def _admit_group(self) -> tuple[int, float, bool] | None:
+        group: list[tuple[RequestShape, bool]] = []
+        reserved = self.reserved
+        while self.queue:
+            shape, is_target = self.queue[0]
+            need = shape.prompt_tokens + shape.output_tokens
+            if len(self.heap) + len(group) >= self.m.max_num_seqs:
+                break
+            if reserved + need > self.m.kv_tokens and (self.heap or group):
+                break
+            group.append(self.queue.popleft())
+            reserved += need
+        if not group:
+            return None
+        longest = max(s.prompt_tokens for s, _ in group)
+        ms, ex = self.m.prefill_ms(len(group), longest)
+        self.extrapolated |= ex
+        for shape, is_target in group:
+            # The prefill yields the first token; the rest are decode steps.
+            self._join(shape.prompt_tokens, max(shape.output_tokens - 1, 0), is_target)
+        # Those with nothing left to decode finish at once.
+        return len(group), ms, any(t for _, t in group)
+
+
+def predict_many(
+    model: LatencyModel, request: RequestShape, loads: Sequence[BackendLoad]
+) -> list[Prediction]:
+    """Predictions for the same request on each replica state (a helper for policies)."""
+    return [model.predict(request, load) for load in loads]
