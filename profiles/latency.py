@@ -23,8 +23,8 @@ from __future__ import annotations
 
 import heapq
 from collections import deque
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from typing import Sequence
 
 from profiles.grid import Grid2D
 from profiles.table import ProfileTable, Surface

@@ -75,6 +75,10 @@ def build_parser() -> argparse.ArgumentParser:
                      help="ONNX Runtime intra-op threads; 0 (default) lets it choose")
     gen.add_argument("--stats", action="store_true", help="print TTFT, tokens/s and usage to stderr")
     gen.set_defaults(func=_cmd_generate)
+
+    from profiles.commands import register as register_profile
+
+    register_profile(sub)
     return parser
 
 

@@ -1,0 +1,262 @@
+"""The `costroute profile` subcommands: measure, validate, estimate."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import dataclasses
+import json
+import shlex
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+
+def register(sub: Any) -> None:
+    profile = sub.add_parser(
+        "profile",
+        help="measure a backend's latency profile, validate it, or estimate one",
+        description=(
+            "Profiles are measured tables of prefill and decode-step times that the router's "
+            "latency model reads. `measure` sweeps a live backend (an engine in this process, "
+            "or any OpenAI-compatible server over HTTP), `validate` checks the latency model "
+            "against a held-out random workload, `estimate` writes a roofline table from "
+            "datasheet figures for hardware you do not own."
+        ),
+    )
+    actions = profile.add_subparsers(dest="profile_command", metavar="ACTION")
+
+    measure = actions.add_parser("measure", help="sweep a live backend and write its table",
+                                 description="Sweep a live backend and write its profile table.")
+    _target_args(measure)
+    measure.add_argument("--backend-id", required=True, help="backend id the table is for")
+    measure.add_argument("--accelerator", default="cpu",
+                         help="accelerator label, e.g. cpu, nvidia-h100, ascend-910b (default: cpu)")
+    measure.add_argument("--out", required=True, help="where to write the table (JSON)")
+    mode = measure.add_mutually_exclusive_group()
+    mode.add_argument("--quick", action="store_true",
+                      help="a small grid and 3 repetitions (1-2 minutes on the tiny model; default)")
+    mode.add_argument("--full", action="store_true", help="a larger grid and 5 repetitions")
+    measure.set_defaults(func=_cmd_measure)
+
+    validate = actions.add_parser(
+        "validate", help="predicted vs measured latency on a held-out workload",
+        description=(
+            "Run a random open-loop workload at several loads against the backend and "
+            "compare the latency model's TTFT/TPOT/E2E predictions (made from the requests in "
+            "flight at send time) with what was measured: MAPE, p90 absolute error, bias, "
+            "with and without the online correction."))
+    _target_args(validate)
+    validate.add_argument("--profile", required=True, help="the profile table to validate")
+    validate.add_argument("--requests", type=int, default=60, help="requests per load level")
+    validate.add_argument("--loads", default="1,3,8",
+                          help="mean requests in flight per level, comma-separated (default 1,3,8)")
+    validate.add_argument("--force", action="store_true",
+                          help="accept a table measured on another model checksum")
+    validate.add_argument("--out", default=None, help="also write the report as JSON")
+    validate.set_defaults(func=_cmd_validate)
+
+    estimate = actions.add_parser(
+        "estimate", help="a roofline profile from datasheet figures (labelled estimated)",
+        description=(
+            "Write a roofline profile for an accelerator you do not own: decode step >= "
+            "max(bytes read / memory bandwidth, FLOPs / peak); prefill likewise. Known "
+            "accelerators have shipped figures; others need --bandwidth-gbs and --tflops."))
+    from profiles.estimate import KNOWN_ACCELERATORS
+
+    estimate.add_argument("--accelerator", required=True,
+                          help=f"one of {', '.join(sorted(KNOWN_ACCELERATORS))}, or any label "
+                               "with your own figures")
+    estimate.add_argument("--model", default="small", help="size name or model directory")
+    estimate.add_argument("--bandwidth-gbs", type=float, default=None,
+                          help="memory bandwidth, GB/s (overrides the shipped figure)")
+    estimate.add_argument("--tflops", type=float, default=None,
+                          help="dense peak TFLOPS at the model's dtype (overrides the shipped figure)")
+    estimate.add_argument("--memory-gib", type=float, default=None, help="accelerator memory, GiB")
+    estimate.add_argument("--efficiency", type=float, default=0.7,
+                          help="share of peak bandwidth/compute reached (default 0.7)")
+    estimate.add_argument("--backend-id", default=None, help="default: ACCELERATOR-estimated")
+    estimate.add_argument("--out", required=True, help="where to write the table (JSON)")
+    estimate.set_defaults(func=_cmd_estimate)
+    profile.set_defaults(func=lambda args: _help(profile))
+
+
+def _help(parser: argparse.ArgumentParser) -> int:
+    parser.print_help()
+    return 2
+
+
+def _target_args(p: argparse.ArgumentParser) -> None:
+    from backends.registry import ENGINE_KINDS
+
+    p.add_argument("--engine", choices=sorted(ENGINE_KINDS), default="onnxruntime",
+                   help="engine to run in this process (default: onnxruntime)")
+    p.add_argument("--model", default="tiny", help="size name or model directory (default: tiny)")
+    p.add_argument("--engine-option", action="append", default=[], metavar="KEY=VALUE",
+                   help="engine option (repeatable), e.g. max_num_seqs=32 intra_op_num_threads=1")
+    p.add_argument("--url", default=None,
+                   help="profile an OpenAI-compatible server instead (e.g. http://127.0.0.1:8000); "
+                        "--model is then the served model name and --tokenizer-model the local "
+                        "model whose vocabulary the prompts are drawn from")
+    p.add_argument("--tokenizer-model", default="tiny", help="with --url: local model for vocab size")
+    p.add_argument("--max-num-seqs", type=int, default=32,
+                   help="with --url: the server's concurrent-sequence cap (default 32)")
+    p.add_argument("--max-model-len", type=int, default=2048,
+                   help="with --url: the server's context length (default 2048)")
+    p.add_argument("--kv-tokens", type=int, default=65536,
+                   help="with --url: the server's KV-cache tokens (default 65536)")
+
+
+async def _open_target(args: argparse.Namespace) -> tuple[Any, dict[str, Any], Any]:
+    """(target, facts, closer): facts has vocab_size, model, capacity, max_model_len, engine."""
+    from backends.model import read_manifest, resolve_model
+    from profiles.targets import EngineTarget, HttpTarget
+
+    if args.url:
+        manifest = read_manifest(resolve_model(args.tokenizer_model))
+        engine = {"name": "openai-http", "url": args.url, "served_model": args.model}
+        target = HttpTarget(args.url, args.model, engine)
+        facts = {
+            "vocab_size": manifest["vocab_size"],
+            "model": _model_facts(manifest),
+            "capacity": {"max_num_seqs": args.max_num_seqs, "kv_tokens": args.kv_tokens},
+            "max_model_len": args.max_model_len,
+            "engine": engine,
+        }
+        return target, facts, target.aclose
+    from backends.registry import make_engine, parse_option_values
+
+    options = {"model": args.model, **parse_option_values(args.engine_option)}
+    engine_obj = make_engine(args.engine, options)
+    await engine_obj.start()
+    manifest = read_manifest(resolve_model(args.model))
+    load = engine_obj.load()
+    description = describe_engine(args.engine, engine_obj)
+    facts = {
+        "vocab_size": manifest["vocab_size"],
+        "model": _model_facts(manifest),
+        "capacity": {"max_num_seqs": load.max_num_seqs, "kv_tokens": load.kv_tokens_capacity},
+        "max_model_len": engine_obj.max_model_len,
+        "engine": description,
+    }
+    return EngineTarget(engine_obj, description), facts, engine_obj.shutdown
+
+
+def describe_engine(kind: str, engine: Any) -> dict[str, Any]:
+    options = dataclasses.asdict(engine.options)
+    out: dict[str, Any] = {"name": kind, "options": options}
+    if kind == "onnxruntime":
+        import onnxruntime
+
+        out["version"] = onnxruntime.__version__
+        first = options["providers"][0]
+        out["execution_provider"] = first if isinstance(first, str) else first[0]
+    else:
+        try:
+            import vllm
+
+            out["version"] = vllm.__version__
+        except ImportError:
+            out["version"] = None
+        out["execution_provider"] = None
+    return out
+
+
+def _model_facts(manifest: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "id": manifest["name"],
+        "checksum": manifest["checksum"],
+        "dtype": manifest["dtype"],
+        "num_parameters": manifest["num_parameters"],
+    }
+
+
+def _cmd_measure(args: argparse.Namespace) -> int:
+    return asyncio.run(_measure(args))
+
+
+async def _measure(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from profiles.profiler import FULL, QUICK, make_table, sweep
+
+    target, facts, close = await _open_target(args)
+    try:
+        plan = (FULL if args.full else QUICK).fitted(
+            facts["capacity"]["max_num_seqs"], facts["max_model_len"])
+        started = time.monotonic()
+        with tqdm(total=plan.measurements, desc=f"profiling {args.backend_id}", unit="run",
+                  file=sys.stderr) as bar:
+            prefill, decode = await sweep(target, plan, facts["vocab_size"], bar.update)
+        table = make_table(
+            backend_id=args.backend_id,
+            accelerator=args.accelerator,
+            engine=facts["engine"],
+            model=facts["model"],
+            command=_command_line(),
+            prefill=prefill,
+            decode=decode,
+            capacity=facts["capacity"],
+            plan=plan,
+            elapsed_s=time.monotonic() - started,
+        )
+        table.save(Path(args.out))
+        print(f"wrote {args.out} ({plan.measurements} runs in {time.monotonic() - started:.0f}s)",
+              file=sys.stderr)
+    finally:
+        await close()
+    return 0
+
+
+def _cmd_validate(args: argparse.Namespace) -> int:
+    return asyncio.run(_validate(args))
+
+
+async def _validate(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from profiles.latency import LatencyModel
+    from profiles.table import load_profile
+    from profiles.validate import ValidationPlan, format_report, validate
+
+    loads = tuple(float(x) for x in args.loads.split(","))
+    target, facts, close = await _open_target(args)
+    try:
+        table = load_profile(args.profile, facts["model"]["checksum"], force=args.force)
+        plan = ValidationPlan(loads=loads, requests_per_load=args.requests)
+        with tqdm(total=len(loads) * args.requests, desc="validating", unit="req",
+                  file=sys.stderr) as bar:
+            rep = await validate(target, LatencyModel(table), facts["vocab_size"], plan, bar.update)
+    finally:
+        await close()
+    rep["profile"] = str(args.profile)
+    rep["command"] = _command_line()
+    print(format_report(rep))
+    if args.out:
+        Path(args.out).write_text(json.dumps(rep, indent=2) + "\n")
+    return 0
+
+
+def _cmd_estimate(args: argparse.Namespace) -> int:
+    from backends.model import read_manifest, resolve_model
+    from profiles.estimate import estimate_profile
+
+    manifest = read_manifest(resolve_model(args.model))
+    table = estimate_profile(
+        accelerator=args.accelerator,
+        manifest=manifest,
+        bandwidth_gbs=args.bandwidth_gbs,
+        tflops=args.tflops,
+        memory_gib=args.memory_gib,
+        efficiency=args.efficiency,
+        backend_id=args.backend_id,
+        command=_command_line(),
+    )
+    table.save(Path(args.out))
+    print(f"wrote {args.out} (estimated: {table.notes['rule']})", file=sys.stderr)
+    return 0
+
+
+def _command_line() -> str:
+    return "costroute " + " ".join(shlex.quote(a) for a in sys.argv[1:])

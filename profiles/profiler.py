@@ -1,0 +1,222 @@
+"""The profiler: sweeps a live backend and writes its profile table.
+
+What one measurement is (the latency model reads the table with the same meaning):
+* prefill(b, p): b requests of p prompt tokens sent at once with max_tokens=1; the time
+  until the last of them has its first token. The median of the repetitions is stored,
+  with the p90-p10 spread.
+* decode(b, c): b requests of c prompt tokens sent at once, `decode_steps` + 1 tokens each;
+  the median gap between consecutive tokens once all are decoding. The context axis is the
+  mean context during those steps, c + decode_steps / 2.
+* capacity: the engine's own caps (max_num_seqs, KV tokens) where it reports them, else
+  the caller's figures.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import os
+import platform
+import statistics
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from profiles.table import ProfileTable, Surface
+from profiles.targets import Target, Timing
+
+
+@dataclass(frozen=True)
+class SweepPlan:
+    prefill_batch: tuple[int, ...]
+    prefill_tokens: tuple[int, ...]
+    decode_batch: tuple[int, ...]
+    decode_context: tuple[int, ...]
+    decode_steps: int
+    repetitions: int
+    warmup: int
+
+    def fitted(self, max_num_seqs: int, max_model_len: int) -> SweepPlan:
+        """Drop grid points the backend cannot run."""
+        limit = max_model_len - self.decode_steps - 2
+        return SweepPlan(
+            tuple(b for b in self.prefill_batch if b <= max_num_seqs) or (1,),
+            tuple(t for t in self.prefill_tokens if t < max_model_len - 1) or (1,),
+            tuple(b for b in self.decode_batch if b <= max_num_seqs) or (1,),
+            tuple(c for c in self.decode_context if c <= limit) or (1,),
+            self.decode_steps,
+            self.repetitions,
+            self.warmup,
+        )
+
+    @property
+    def measurements(self) -> int:
+        cells = len(self.prefill_batch) * len(self.prefill_tokens)
+        cells += len(self.decode_batch) * len(self.decode_context)
+        return cells * self.repetitions
+
+
+QUICK = SweepPlan(
+    prefill_batch=(1, 2, 4, 8),
+    prefill_tokens=(16, 64, 256, 512),
+    decode_batch=(1, 2, 4, 8, 16, 32),
+    decode_context=(32, 128, 512),
+    decode_steps=16,
+    repetitions=3,
+    warmup=2,
+)
+FULL = SweepPlan(
+    prefill_batch=(1, 2, 4, 8, 16),
+    prefill_tokens=(16, 32, 64, 128, 256, 512, 1024),
+    decode_batch=(1, 2, 4, 8, 12, 16, 24, 32),
+    decode_context=(32, 64, 128, 256, 512, 1024),
+    decode_steps=32,
+    repetitions=5,
+    warmup=3,
+)
+
+
+def prompt_ids(rng: np.random.Generator, n: int, vocab_size: int) -> list[int]:
+    """Random prompt token ids, away from the special tokens at the start of the vocabulary."""
+    return [int(t) for t in rng.integers(16, vocab_size, size=n)]
+
+
+async def sweep(
+    target: Target,
+    plan: SweepPlan,
+    vocab_size: int,
+    progress: Callable[[int], None] = lambda n: None,
+    seed: int = 0,
+) -> tuple[Surface, Surface]:
+    rng = np.random.default_rng(seed)
+    for _ in range(plan.warmup):
+        await _group(target, rng, vocab_size, 2, plan.prefill_tokens[0], plan.decode_steps + 1)
+
+    prefill_ms, prefill_spread = [], []
+    for b in plan.prefill_batch:
+        row, spread = [], []
+        for p in plan.prefill_tokens:
+            samples = []
+            for _ in range(plan.repetitions):
+                start, timings = await _group(target, rng, vocab_size, b, p, 1)
+                samples.append(max(t.token_times[0] for t in timings) - start)
+                progress(1)
+            row.append(statistics.median(samples) * 1e3)
+            spread.append(_spread(samples) * 1e3)
+        prefill_ms.append(tuple(row))
+        prefill_spread.append(tuple(spread))
+
+    decode_ms, decode_spread = [], []
+    for b in plan.decode_batch:
+        row, spread = [], []
+        for c in plan.decode_context:
+            samples = []
+            for _ in range(plan.repetitions):
+                _, timings = await _group(target, rng, vocab_size, b, c, plan.decode_steps + 1)
+                samples.append(_decode_gap(timings))
+                progress(1)
+            row.append(statistics.median(samples) * 1e3)
+            spread.append(_spread(samples) * 1e3)
+        decode_ms.append(tuple(row))
+        decode_spread.append(tuple(spread))
+
+    contexts = tuple(c + plan.decode_steps // 2 for c in plan.decode_context)
+    return (
+        Surface(plan.prefill_batch, plan.prefill_tokens, tuple(prefill_ms), tuple(prefill_spread)),
+        Surface(plan.decode_batch, contexts, tuple(decode_ms), tuple(decode_spread)),
+    )
+
+
+async def _group(
+    target: Target, rng: np.random.Generator, vocab: int, batch: int, tokens: int, max_tokens: int
+) -> tuple[float, list[Timing]]:
+    prompts = [prompt_ids(rng, tokens, vocab) for _ in range(batch)]
+    start = time.perf_counter()
+    timings = await asyncio.gather(*(target.run(p, max_tokens) for p in prompts))
+    errors = [t.error for t in timings if t.error or not t.token_times]
+    if errors:
+        raise RuntimeError(f"the backend failed during profiling: {errors[0]}")
+    return start, list(timings)
+
+
+def _decode_gap(timings: list[Timing]) -> float:
+    """Median gap between tokens once every request of the group has its first token."""
+    all_started = max(t.token_times[0] for t in timings)
+    gaps = [
+        b - a
+        for t in timings
+        for a, b in zip(t.token_times, t.token_times[1:])
+        if a >= all_started and b > a
+    ]
+    return statistics.median(gaps) if gaps else 0.0
+
+
+def _spread(samples: list[float]) -> float:
+    if len(samples) < 2:
+        return 0.0
+    q = statistics.quantiles(samples, n=10, method="inclusive")
+    return q[-1] - q[0]
+
+
+def hardware_description() -> dict[str, Any]:
+    cpu = platform.processor() or ""
+    try:
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    memory_gib = None
+    try:
+        for line in open("/proc/meminfo"):
+            if line.startswith("MemTotal"):
+                memory_gib = round(int(line.split()[1]) / 2**20, 1)
+                break
+    except OSError:
+        pass
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "memory_gib": memory_gib,
+        "gpu": os.environ.get("COSTROUTE_GPU_NAME") or None,
+        "platform": platform.platform(),
+    }
+
+
+def make_table(
+    *,
+    backend_id: str,
+    accelerator: str,
+    engine: dict[str, Any],
+    model: dict[str, Any],
+    command: str,
+    prefill: Surface,
+    decode: Surface,
+    capacity: dict[str, int],
+    plan: SweepPlan,
+    elapsed_s: float,
+) -> ProfileTable:
+    return ProfileTable(
+        backend_id=backend_id,
+        kind="measured",
+        engine=engine,
+        accelerator=accelerator,
+        hardware=hardware_description(),
+        model=model,
+        created=dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        command=command,
+        prefill=prefill,
+        decode=decode,
+        capacity=capacity,
+        notes={
+            "repetitions": plan.repetitions,
+            "warmup": plan.warmup,
+            "decode_steps": plan.decode_steps,
+            "elapsed_s": round(elapsed_s, 1),
+            "load_average": list(os.getloadavg()),
+        },
+    )
