@@ -75,7 +75,8 @@ async def validate(
             tracker.submit(rid, shape.prompt_tokens, shape.output_tokens)
 
             async def one(rid: str = rid, shape: RequestShape = shape, prompt: list[int] = prompt,
-                          raw: Prediction = raw, corrected: Prediction = corrected) -> None:
+                          raw: Prediction = raw, corrected: Prediction = corrected,
+                          load: float = load) -> None:
                 nonlocal correction
                 timing = await target.run(prompt, shape.output_tokens,
                                           lambda n: tracker.tokens(rid, n))
