@@ -12,7 +12,10 @@ is O(n log n) in the sequences involved, not O(tokens):
 * a new request waits for the step in flight (half a step, on average), for the requests
   queued ahead of it, and for a free slot if the batch is full;
 * joining the batch makes every step slower for everyone; the walk includes that, and
-  reports what the request adds to the others' time (`others_delay_ms`).
+  reports what the request adds to the others' time (`others_delay_ms`);
+* requests that arrive later are prefilled between decode steps: with arrivals at rate
+  lambda, each taking prefill(1, mean prompt), decoding runs only 1 - rho of the time,
+  rho = lambda x prefill (capped at 0.9), so decode phases last 1 / (1 - rho) longer.
 
 `replica_ms` is the replica time the request uses: its prefill run split among the requests
 prefilled with it, plus each decode step split among the sequences in it. The cost model
@@ -48,6 +51,8 @@ class BackendLoad:
 
     running: tuple[RunningSeq, ...] = ()
     waiting: tuple[RequestShape, ...] = ()  # queued ahead of a new request, FIFO
+    arrival_rate_per_s: float = 0.0  # recent arrivals: their prefills will interrupt decoding
+    mean_prompt_tokens: float = 0.0  # of those arrivals
 
 
 @dataclass(frozen=True)
@@ -145,6 +150,12 @@ class _Walk:
         for r in load.running:
             self._join(r.context_tokens, max(r.remaining_tokens, 0), False)
         self.queue: deque[tuple[RequestShape, bool]] = deque((w, False) for w in load.waiting)
+        self.stretch = 1.0  # decode slowdown from later arrivals' prefills
+        if load.arrival_rate_per_s > 0 and load.mean_prompt_tokens > 0:
+            prefill, ex = model.prefill_ms(1, load.mean_prompt_tokens)
+            self.extrapolated |= ex
+            rho = min(load.arrival_rate_per_s * prefill / 1e3, 0.9)
+            self.stretch = 1.0 / (1.0 - rho)
 
     def _join(self, context: int, remaining: int, is_target: bool) -> None:
         seq = _Seq(self.step + remaining, self.step, context, context + remaining, is_target)
@@ -179,11 +190,11 @@ class _Walk:
             batch = len(self.heap)
             n = self.heap[0].finish_step - self.step
             mid_context = (self.context_sum + batch * n / 2) / batch
-            step = self._step_ms(batch, mid_context)
+            step = self._step_ms(batch, mid_context) * self.stretch
             if any(s.is_target for s in self.heap):
                 replica += n * step / batch
                 if batch > 1:
-                    smaller = self._step_ms(batch - 1, mid_context)
+                    smaller = self._step_ms(batch - 1, mid_context) * self.stretch
                     delay += n * max(step - smaller, 0.0) * (batch - 1)
             self.t += n * step
             self.step += n

@@ -7,6 +7,7 @@ finishes. Snapshots give the latency model its `BackendLoad`.
 
 from __future__ import annotations
 
+from collections import deque
 from dataclasses import dataclass
 
 from profiles.latency import BackendLoad, RequestShape, RunningSeq
@@ -21,14 +22,22 @@ class _Flight:
 
 
 class InflightTracker:
-    def __init__(self) -> None:
+    """Times are the caller's clock in seconds (monotonic); nothing here reads a clock."""
+
+    def __init__(self, rate_window_s: float = 10.0) -> None:
         self._flights: dict[str, _Flight] = {}  # insertion order = arrival order
+        self._arrivals: deque[tuple[float, int]] = deque()  # (time, prompt tokens)
+        self.rate_window_s = rate_window_s
 
     def __len__(self) -> int:
         return len(self._flights)
 
-    def submit(self, request_id: str, prompt_tokens: int, expected_output: int) -> None:
+    def submit(
+        self, request_id: str, prompt_tokens: int, expected_output: int, now: float | None = None
+    ) -> None:
         self._flights[request_id] = _Flight(prompt_tokens, max(expected_output, 1))
+        if now is not None:
+            self._arrivals.append((now, prompt_tokens))
 
     def tokens(self, request_id: str, count: int = 1) -> None:
         f = self._flights.get(request_id)
@@ -39,7 +48,7 @@ class InflightTracker:
     def finish(self, request_id: str) -> None:
         self._flights.pop(request_id, None)
 
-    def snapshot(self) -> BackendLoad:
+    def snapshot(self, now: float | None = None) -> BackendLoad:
         running = []
         waiting = []
         for f in self._flights.values():
@@ -48,4 +57,12 @@ class InflightTracker:
                 running.append(RunningSeq(f.prompt_tokens + f.generated, remaining))
             else:
                 waiting.append(RequestShape(f.prompt_tokens, f.expected_output))
-        return BackendLoad(tuple(running), tuple(waiting))
+        rate = mean_prompt = 0.0
+        if now is not None:
+            while self._arrivals and self._arrivals[0][0] < now - self.rate_window_s:
+                self._arrivals.popleft()
+            if self._arrivals:
+                span = max(now - self._arrivals[0][0], 1.0)
+                rate = len(self._arrivals) / min(span, self.rate_window_s)
+                mean_prompt = sum(p for _, p in self._arrivals) / len(self._arrivals)
+        return BackendLoad(tuple(running), tuple(waiting), rate, mean_prompt)

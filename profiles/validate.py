@@ -24,7 +24,7 @@ class ValidationPlan:
     loads: tuple[float, ...] = (1.0, 3.0, 8.0)
     """Target mean requests in flight per load level (rate = load / E2E of a mean request)."""
     requests_per_load: int = 60
-    prompt_tokens: tuple[int, int] = (16, 384)
+    prompt_tokens: tuple[int, int] = (24, 384)
     output_tokens: tuple[int, int] = (8, 64)
     seed: int = 1
 
@@ -69,10 +69,11 @@ async def validate(
                 await asyncio.sleep(delay)
             ids += 1
             rid = f"v{ids}"
-            snapshot = tracker.snapshot()
+            now = time.perf_counter()
+            snapshot = tracker.snapshot(now)
             raw = model.predict(shape, snapshot)
             corrected = model.predict(shape, snapshot, correction)
-            tracker.submit(rid, shape.prompt_tokens, shape.output_tokens)
+            tracker.submit(rid, shape.prompt_tokens, shape.output_tokens, now)
 
             async def one(rid: str = rid, shape: RequestShape = shape, prompt: list[int] = prompt,
                           raw: Prediction = raw, corrected: Prediction = corrected,

@@ -92,3 +92,12 @@ def test_correction_converges_and_stays_bounded() -> None:
     for _ in range(200):  # absurd observations: the factor stops at its bound
         c = c.update(MODEL.predict(REQ, BackendLoad(), c), base.ttft_ms * 50, base.tpot_ms / 50)
     assert c.ttft_factor == c.high and c.tpot_factor == c.low
+
+
+def test_later_arrivals_stretch_decoding() -> None:
+    quiet = MODEL.predict(REQ, _running(2))
+    busy_load = BackendLoad(running=_running(2).running, arrival_rate_per_s=20.0,
+                            mean_prompt_tokens=256)
+    busy = MODEL.predict(REQ, busy_load)
+    prefill, _ = MODEL.prefill_ms(1, 256)
+    assert busy.tpot_ms == pytest.approx(quiet.tpot_ms / (1 - 20 * prefill / 1e3))
