@@ -19,8 +19,12 @@ step while the engine works, and once nothing is unfinished all three are report
 `kv_tokens_used` is block-granular: vLLM's block usage fraction times the capacity.
 `kv_tokens_capacity` (blocks x block size) and `max_num_seqs` are exact.
 
-vLLM is imported only in `start()`. It spawns an engine-core process (and a worker on CPU),
-so scripts that start this engine need an `if __name__ == "__main__":` guard.
+vLLM is imported only in `start()`, which runs the import and the engine start-up (~20 s
+on CPU) in a thread so the event loop keeps serving. It spawns an engine-core process (and
+a worker on CPU), so scripts that start this engine need an `if __name__ == "__main__":`
+guard. Before that, `start()` points vLLM's cache, temp files and ZMQ sockets into
+$COSTROUTE_HOME and its log to stderr (environment variables, where unset); `shutdown()`
+removes the engine's socket files, which vLLM itself leaves behind.
 """
 
 from __future__ import annotations
@@ -248,9 +252,7 @@ class VllmEngine:
             await _in_thread(llm.shutdown)
             del llm
             gc.collect()  # AsyncLLM sits in reference cycles; its __del__ fails at exit
-            if self._socket_dir is not None:
-                shutil.rmtree(self._socket_dir, ignore_errors=True)
-                self._socket_dir = None
+            self._remove_socket_dir()
 
     def health(self) -> None:
         llm = self._llm
@@ -323,6 +325,7 @@ class VllmEngine:
                 yield Chunk(rid, text, token_ids, _FINISH[reason],
                             Usage(len(prompt_ids), produced))
                 return
+            raise EngineError(f"vLLM ended request {rid!r} without a final output")
         except VllmDeadError as exc:
             raise EngineDeadError(f"the vLLM engine core died: {exc}; restart the engine") from exc
         except VLLMClientError as exc:  # our intake checks should have caught it
@@ -421,10 +424,16 @@ class VllmEngine:
         try:
             return self._build_llm(model_dir)
         except BaseException:
-            if self._socket_dir is not None:
-                shutil.rmtree(self._socket_dir, ignore_errors=True)
-                self._socket_dir = None
+            self._remove_socket_dir()
             raise
+
+    def _remove_socket_dir(self) -> None:
+        if self._socket_dir is None:
+            return
+        shutil.rmtree(self._socket_dir, ignore_errors=True)
+        if os.environ.get(_RPC_ENV) == str(self._socket_dir):  # no later engine took it over
+            del os.environ[_RPC_ENV]
+        self._socket_dir = None
 
     def _build_llm(self, model_dir: Path) -> Any:
         from vllm.engine.arg_utils import AsyncEngineArgs
@@ -527,13 +536,16 @@ def _resolve_model_dir(model: str) -> Path:
 
 
 def _prepare_environment() -> Path | None:
-    """Keep vLLM's files under $COSTROUTE_HOME: its cache, ZMQ sockets and temp files.
+    """Keep vLLM's files under $COSTROUTE_HOME (its cache, ZMQ sockets and temp files) and
+    its log on stderr.
 
-    VLLM_CACHE_ROOT and TMPDIR are set where unset (process-wide; a caller's choice wins).
+    VLLM_CACHE_ROOT, TMPDIR and VLLM_LOGGING_STREAM are set where unset (process-wide; a
+    caller's choice wins).
     vLLM leaves its ZMQ socket files behind, so each engine gets a socket directory of its
-    own, returned here for `shutdown()` to remove, unless the caller set VLLM_RPC_BASE_PATH
-    elsewhere (then None). Must run before vLLM starts its processes, which inherit the
-    environment; start engines of one process one at a time.
+    own through VLLM_RPC_BASE_PATH, unless the caller set that variable elsewhere. Returns
+    that directory (None when the caller's setting stands) for `shutdown()` to remove, and
+    unset the variable. Must run before vLLM starts its processes, which inherit the
+    environment; start the engines of one process one at a time.
     """
     from backends.model.build import costroute_home
 
@@ -544,8 +556,10 @@ def _prepare_environment() -> Path | None:
     cache.mkdir(parents=True, exist_ok=True)
     os.environ.setdefault("VLLM_CACHE_ROOT", str(cache))
     os.environ.setdefault("TMPDIR", str(tmp))
-    current = os.environ.get(_RPC_ENV)
-    if current and not Path(current).is_relative_to(tmp):
+    # vLLM logs to stdout by default, into the middle of whatever its host prints there.
+    os.environ.setdefault("VLLM_LOGGING_STREAM", "ext://sys.stderr")
+    callers = os.environ.get(_RPC_ENV)
+    if callers and not Path(callers).is_relative_to(tmp):
         return None
     sockets = Path(tempfile.mkdtemp(prefix=f"sockets-{os.getpid()}-", dir=tmp))
     os.environ[_RPC_ENV] = str(sockets)

@@ -26,6 +26,7 @@ import pytest_asyncio
 from backends.errors import (
     ConfigError,
     EmptyPromptError,
+    EngineNotStartedError,
     InvalidRequestError,
     InvalidSamplingError,
     PromptTooLongError,
@@ -328,3 +329,22 @@ async def test_unknown_engine_arg_is_a_config_error(engine: VllmEngine, tiny_mod
         await other.start()
     assert info.value.field == "engine_args.no_such_arg"
     engine.health()
+
+
+async def test_shutdown_ends_open_streams_and_cleans_up(engine: VllmEngine) -> None:
+    """Runs last: it shuts the module's engine down (the fixture's shutdown is then a no-op)."""
+    socket_dir = engine._socket_dir
+    assert socket_dir is not None and socket_dir.is_dir()
+    gen = engine.generate(GenerateRequest("open", prompt_token_ids=tuple(PROMPTS[0]),
+                                          sampling=SamplingParams(max_tokens=1500, ignore_eos=True)))
+    await gen.__anext__()  # type: ignore[attr-defined]
+    await engine.shutdown()
+    with pytest.raises(EngineNotStartedError):
+        async for _ in gen:
+            pass
+    with pytest.raises(EngineNotStartedError):
+        engine.health()
+    assert engine.load().running == 0
+    assert not socket_dir.exists()  # vLLM's ZMQ socket files went with it
+    assert os.environ.get("VLLM_RPC_BASE_PATH") != str(socket_dir)
+    await engine.shutdown()  # idempotent

@@ -1,0 +1,56 @@
+"""Profile the real ONNX Runtime engine with --quick, then validate the latency model on it."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from profiles.table import load_profile
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def measured(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("profile") / "ort-cpu.json"
+    subprocess.run(
+        [sys.executable, "-m", "serving.cli", "profile", "measure", "--quick",
+         "--engine", "onnxruntime", "--model", str(tiny_model_dir),
+         "--backend-id", "ort-cpu-test", "--out", str(out)],
+        check=True, timeout=600,
+    )
+    return out
+
+
+def test_the_table_records_what_produced_it(measured: Path, tiny_model_dir: Path) -> None:
+    manifest = json.loads((tiny_model_dir / "manifest.json").read_text())
+    table = load_profile(measured, model_checksum=manifest["checksum"])
+    assert table.kind == "measured"
+    assert table.engine["name"] == "onnxruntime" and table.engine["version"]
+    assert table.engine["execution_provider"] == "CPUExecutionProvider"
+    assert table.hardware["cores"] and table.hardware["cpu"]
+    assert "profile measure --quick" in table.command
+    assert table.capacity["max_num_seqs"] >= 1
+    # More work takes longer: the largest prefill and the largest decode batch cost the most.
+    assert table.prefill.ms[-1][-1] > table.prefill.ms[0][0]
+    assert table.decode.ms[-1][-1] > table.decode.ms[0][0]
+
+
+def test_validate_meets_the_loose_accuracy_bar(measured: Path, tiny_model_dir: Path,
+                                               tmp_path: Path) -> None:
+    report_path = tmp_path / "validate.json"
+    subprocess.run(
+        [sys.executable, "-m", "serving.cli", "profile", "validate",
+         "--engine", "onnxruntime", "--model", str(tiny_model_dir), "--profile", str(measured),
+         "--requests", "40", "--out", str(report_path)],
+        check=True, timeout=600,
+    )
+    report = json.loads(report_path.read_text())
+    assert report["errors"] == 0
+    corrected = report["corrected"]
+    for metric in ("tpot", "e2e"):
+        assert corrected[metric]["mape_pct"] < 25, (metric, corrected[metric])
