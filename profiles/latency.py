@@ -102,7 +102,7 @@ class LatencyModel:
         self.max_num_seqs = profile.capacity["max_num_seqs"]
         self.kv_tokens = profile.capacity["kv_tokens"]
 
-    def prefill_ms(self, batch: int, prompt_tokens: int) -> tuple[float, bool]:
+    def prefill_ms(self, batch: int, prompt_tokens: float) -> tuple[float, bool]:
         return self._prefill(batch, prompt_tokens)
 
     def decode_step_ms(self, batch: int, context_tokens: float) -> tuple[float, bool]:

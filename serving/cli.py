@@ -13,8 +13,6 @@ import time
 import uuid
 from collections.abc import Sequence
 
-ENGINES = ("onnxruntime", "vllm")
-
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
@@ -56,7 +54,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="generate a completion locally with one engine",
         description="Load one engine in this process, stream one completion to stdout.",
     )
-    gen.add_argument("--engine", default="onnxruntime", choices=ENGINES, help="default: onnxruntime")
+    from backends.registry import ENGINE_KINDS
+
+    gen.add_argument("--engine", default="onnxruntime", choices=sorted(ENGINE_KINDS),
+                     help="default: onnxruntime")
     gen.add_argument("--model", default="tiny", help="size name (tiny, small) or model directory")
     gen.add_argument("--prompt", required=True, help="prompt text")
     gen.add_argument("--chat", action="store_true", help="wrap the prompt in the model's chat template")
@@ -73,6 +74,9 @@ def build_parser() -> argparse.ArgumentParser:
                           "default: CPUExecutionProvider)")
     gen.add_argument("--threads", type=int, default=0,
                      help="ONNX Runtime intra-op threads; 0 (default) lets it choose")
+    gen.add_argument("--engine-option", action="append", default=[], metavar="KEY=VALUE",
+                     help="engine option (repeatable), e.g. max_num_seqs=8 or "
+                          "kv_cache_space_gib=1 for vllm")
     gen.add_argument("--stats", action="store_true", help="print TTFT, tokens/s and usage to stderr")
     gen.set_defaults(func=_cmd_generate)
 
@@ -174,21 +178,15 @@ async def _generate(args, sampling, request_type) -> int:  # type: ignore[no-unt
 
 
 def _make_engine(args: argparse.Namespace):  # type: ignore[no-untyped-def]
+    from backends.registry import make_engine, parse_option_values
+
+    options = {"model": args.model, **parse_option_values(args.engine_option)}
     if args.engine == "onnxruntime":
-        from backends.onnxruntime_engine import OnnxRuntimeEngine, OnnxRuntimeOptions
-
-        providers = tuple(args.provider or ("CPUExecutionProvider",))
-        return OnnxRuntimeEngine(
-            OnnxRuntimeOptions(model=args.model, providers=providers,
-                               intra_op_num_threads=args.threads)
-        )
-    if args.engine == "vllm":
-        from backends.vllm_engine import VllmEngine, VllmOptions
-
-        return VllmEngine(VllmOptions(model=args.model))
-    from backends.errors import ConfigError
-
-    raise ConfigError(f"engine {args.engine!r} is not available yet", "engine")
+        if args.provider:
+            options["providers"] = tuple(args.provider)
+        if args.threads:
+            options["intra_op_num_threads"] = args.threads
+    return make_engine(args.engine, options)
 
 
 if __name__ == "__main__":
