@@ -1,0 +1,141 @@
+"""What every routing policy sees and returns (pure data), and the one registry of policies.
+
+A policy gets one frozen `RoutingContext` and returns a `Decision`. Policies register
+themselves by subclassing `Policy` with a `name`; `make_policy` builds one by name or by
+import path (`package.module:Class`). The live ingress and the simulator call the same code.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Literal
+
+from backends.errors import ConfigError
+from profiles.cost import request_cost_usd
+from profiles.latency import BackendLoad, Correction, LatencyModel, Prediction, RequestShape
+
+Fallback = Literal["fastest", "reject"]
+
+
+@dataclass(frozen=True)
+class Slo:
+    """The targets one request carries (None: no target)."""
+
+    ttft_ms: float | None = None
+    tpot_ms: float | None = None
+    e2e_ms: float | None = None
+
+    def misses(self, p: Prediction, margin: float = 1.0) -> tuple[str, ...]:
+        """Which targets the prediction (times `margin`) misses."""
+        out = []
+        if self.ttft_ms is not None and p.ttft_ms * margin > self.ttft_ms:
+            out.append(f"ttft {p.ttft_ms:.1f} > {self.ttft_ms:g} ms")
+        if self.tpot_ms is not None and p.tpot_ms * margin > self.tpot_ms:
+            out.append(f"tpot {p.tpot_ms:.2f} > {self.tpot_ms:g} ms")
+        if self.e2e_ms is not None and p.e2e_ms * margin > self.e2e_ms:
+            out.append(f"e2e {p.e2e_ms:.1f} > {self.e2e_ms:g} ms")
+        return tuple(out)
+
+
+@dataclass(frozen=True)
+class BackendView:
+    """One backend as the router sees it now."""
+
+    id: str
+    usd_per_hour: float
+    model: LatencyModel
+    load: BackendLoad  # per replica (the least loaded replica's share)
+    correction: Correction = field(default_factory=Correction)
+    healthy: bool = True
+
+
+@dataclass(frozen=True)
+class RoutingContext:
+    request: RequestShape
+    slo: Slo
+    backends: tuple[BackendView, ...]
+    fallback: Fallback = "fastest"
+    sequence: int = 0  # how many requests were routed before this one
+
+
+@dataclass(frozen=True)
+class Candidate:
+    backend_id: str
+    prediction: Prediction
+    cost_usd: float
+    misses: tuple[str, ...]  # SLO targets predicted to be missed (empty: meets the SLO)
+
+
+@dataclass(frozen=True)
+class Decision:
+    backend_id: str | None  # None: rejected
+    prediction: Prediction | None
+    cost_usd: float
+    reason: str
+    slo_risk: bool  # served although predicted to miss its SLO
+    rejected: tuple[tuple[str, str], ...] = ()  # (backend id, why not)
+
+
+def evaluate(ctx: RoutingContext, margin: float = 1.0) -> list[Candidate]:
+    """Predictions, expected cost and SLO misses for every healthy backend."""
+    out = []
+    for b in ctx.backends:
+        if not b.healthy:
+            continue
+        p = b.model.predict(ctx.request, b.load, b.correction)
+        out.append(Candidate(b.id, p, request_cost_usd(p.replica_ms, b.usd_per_hour),
+                             ctx.slo.misses(p, margin)))
+    return out
+
+
+def decide(chosen: Candidate, all_: list[Candidate], reason: str,
+           why_not: dict[str, str] | None = None) -> Decision:
+    why_not = why_not or {}
+    rejected = tuple(
+        (c.backend_id, why_not.get(c.backend_id) or ("; ".join(c.misses) or "not chosen"))
+        for c in all_ if c.backend_id != chosen.backend_id
+    )
+    return Decision(chosen.backend_id, chosen.prediction, chosen.cost_usd, reason,
+                    bool(chosen.misses), rejected)
+
+
+def no_backend(ctx: RoutingContext, reason: str) -> Decision:
+    return Decision(None, None, 0.0, reason, True,
+                    tuple((b.id, "unhealthy") for b in ctx.backends if not b.healthy))
+
+
+class Policy:
+    """Base of all policies. Subclasses set `name` and implement `choose`."""
+
+    name: ClassVar[str] = ""
+    description: ClassVar[str] = ""
+    registry: ClassVar[dict[str, type[Policy]]] = {}
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if cls.name:
+            Policy.registry[cls.name] = cls
+
+    def __init__(self, **params: Any) -> None:
+        if params:
+            raise ConfigError(f"policy {self.name!r} takes no parameters, got {sorted(params)}",
+                              "policy.params")
+
+    def choose(self, ctx: RoutingContext) -> Decision:
+        raise NotImplementedError
+
+
+def make_policy(name: str, params: dict[str, Any] | None = None) -> Policy:
+    import serving.policies  # noqa: F401  (registers the built-in policies)
+
+    if ":" in name:
+        module, _, attr = name.partition(":")
+        cls = getattr(importlib.import_module(module), attr)
+    elif name in Policy.registry:
+        cls = Policy.registry[name]
+    else:
+        raise ConfigError(
+            f"unknown policy {name!r}; choose one of {sorted(Policy.registry)} or give "
+            "an import path package.module:Class", "policy.name")
+    return cls(**(params or {}))  # type: ignore[no-any-return]
