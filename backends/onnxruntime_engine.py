@@ -422,12 +422,13 @@ class OnnxRuntimeEngine:
         ids = np.fromiter((s.last_token for s in self._running), dtype=np.int64, count=n)
         positions = np.fromiter((s.length for s in self._running), dtype=np.int64, count=n)
         # numpy inputs are passed to ONNX Runtime without a copy; the past stays in place.
+        past, mask = cache.views()
         feeds: dict[str, np.ndarray] = {
             "input_ids": ids.reshape(n, 1),
-            "attention_mask": cache.attention_mask,
+            "attention_mask": mask,
             "position_ids": positions.reshape(n, 1),
         }
-        feeds.update(zip(self._kv_in, cache.tensors))
+        feeds.update(zip(self._kv_in, past))
         outputs = self._session.run(self._out_names, feeds)
         self._pace()
         cache.append_step(outputs[1:])
@@ -482,9 +483,8 @@ class OnnxRuntimeEngine:
             self._kv_reserved -= seq.reserved_tokens
 
     def _drop_rows(self, rows: set[int]) -> None:
-        keep = [i for i in range(len(self._running)) if i not in rows]
-        self._running = [self._running[i] for i in keep]
-        self._cache.keep_rows(keep)
+        order = self._cache.remove_rows(rows)
+        self._running = [self._running[i] for i in order]
 
     def _fail_running(self, error: Exception, outbox: list[tuple[_Seq, Any]]) -> None:
         for seq in self._running:

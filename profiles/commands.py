@@ -50,8 +50,9 @@ def register(sub: Any) -> None:
     _target_args(validate)
     validate.add_argument("--profile", required=True, help="the profile table to validate")
     validate.add_argument("--requests", type=int, default=60, help="requests per load level")
-    validate.add_argument("--loads", default="1,3,8",
-                          help="mean requests in flight per level, comma-separated (default 1,3,8)")
+    validate.add_argument("--loads", default="0.3,0.6,0.85",
+                          help="utilisation per level, comma-separated (default 0.3,0.6,0.85): "
+                               "arrival rate x replica time of a mean request")
     validate.add_argument("--force", action="store_true",
                           help="accept a table measured on another model checksum")
     validate.add_argument("--out", default=None, help="also write the report as JSON")

@@ -62,7 +62,7 @@ class InflightTracker:
             while self._arrivals and self._arrivals[0][0] < now - self.rate_window_s:
                 self._arrivals.popleft()
             if self._arrivals:
-                span = max(now - self._arrivals[0][0], 1.0)
+                span = max(now - self._arrivals[0][0], 0.25)
                 rate = len(self._arrivals) / min(span, self.rate_window_s)
                 mean_prompt = sum(p for _, p in self._arrivals) / len(self._arrivals)
         return BackendLoad(tuple(running), tuple(waiting), rate, mean_prompt)

@@ -13,7 +13,14 @@ from typing import Any
 
 import numpy as np
 
-from profiles.latency import Correction, LatencyModel, Prediction, RequestShape
+from profiles.latency import (
+    BackendLoad,
+    Correction,
+    LatencyModel,
+    Prediction,
+    RequestShape,
+    RunningSeq,
+)
 from profiles.profiler import prompt_ids
 from profiles.targets import Target, Timing
 from profiles.tracking import InflightTracker
@@ -21,8 +28,9 @@ from profiles.tracking import InflightTracker
 
 @dataclass(frozen=True)
 class ValidationPlan:
-    loads: tuple[float, ...] = (1.0, 3.0, 8.0)
-    """Target mean requests in flight per load level (rate = load / E2E of a mean request)."""
+    loads: tuple[float, ...] = (0.3, 0.6, 0.85)
+    """Utilisation per load level: arrival rate x the replica time a mean request uses when
+    it shares the batch with 3 others (from the profile)."""
     requests_per_load: int = 60
     prompt_tokens: tuple[int, int] = (24, 384)
     output_tokens: tuple[int, int] = (8, 64)
@@ -52,7 +60,8 @@ async def validate(
     ids = 0
     for load in plan.loads:
         mean = RequestShape(sum(plan.prompt_tokens) // 2, sum(plan.output_tokens) // 2)
-        rate = load / (model.predict(mean, tracker.snapshot()).e2e_ms / 1e3)
+        sharing = BackendLoad(running=(RunningSeq(mean.prompt_tokens, mean.output_tokens),) * 3)
+        rate = load / (model.predict(mean, sharing).replica_ms / 1e3)
         gaps = rng.exponential(1.0 / rate, size=plan.requests_per_load)
         shapes = [
             RequestShape(int(rng.integers(*plan.prompt_tokens)), int(rng.integers(*plan.output_tokens)))

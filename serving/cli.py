@@ -83,6 +83,10 @@ def build_parser() -> argparse.ArgumentParser:
     from profiles.commands import register as register_profile
 
     register_profile(sub)
+
+    from serving.serve_cmd import register as register_serve
+
+    register_serve(sub)
     return parser
 
 

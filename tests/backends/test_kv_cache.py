@@ -30,24 +30,39 @@ def test_rows_join_before_the_write_column_and_steps_append_in_place() -> None:
     c.append_step(_kv(2, 1, 5.0))
     assert c.version == version  # no reallocation: written in place
     assert c.write == 4 and c.mask[:, 3].tolist() == [1, 1]
-    assert c.attention_mask[:, -1].tolist() == [1, 1]  # the column for the next token
+    past, mask = c.views()
+    assert past[0].shape[0] == 2 and past[0].flags["C_CONTIGUOUS"]
+    assert mask[:, -1].tolist() == [1, 1]  # the column for the token being decoded
 
 
 def test_growth_keeps_the_data() -> None:
-    c = KVCache(2, 1, 2, grow=2)
+    c = KVCache(2, 1, 2, grow=2, rows=1)
     c.add_rows(_kv(1, 1, 1.0), np.ones((1, 1), dtype=np.int64))
     for step in range(5):
         c.append_step(_kv(1, 1, float(step + 2)))
     assert c.capacity > c.write == 6
     assert _col(c, 0) == [1, 2, 3, 4, 5, 6]
+    c.add_rows(_kv(2, 3, 9.0), np.ones((2, 3), dtype=np.int64))  # rows grow too
+    assert c.size == 3 and c.row_capacity >= 3
+    assert _col(c, 0) == [1, 2, 3, 4, 5, 6] and _col(c, 2) == [0, 0, 0, 9, 9, 9]
 
 
-def test_keep_rows_compacts_leading_columns() -> None:
+def test_remove_rows_moves_the_last_rows_into_the_gaps() -> None:
     c = KVCache(2, 1, 2, grow=4)
-    c.add_rows(_kv(1, 5, 1.0), np.ones((1, 5), dtype=np.int64))
+    for v in (1.0, 2.0, 3.0, 4.0):
+        c.add_rows(_kv(1, 2, v), np.ones((1, 2), dtype=np.int64))
+    order = c.remove_rows({0, 2})
+    assert order == [3, 1]  # old row 3 took row 0's place
+    assert c.size == 2 and _col(c, 0) == [4, 4] and _col(c, 1) == [2, 2]
+    assert c.remove_rows({0, 1}) == [] and (c.size, c.write) == (0, 0)
+
+
+def test_leading_columns_nobody_uses_are_cut() -> None:
+    c = KVCache(2, 1, 2, grow=2)
+    c.add_rows(_kv(1, 6, 1.0), np.ones((1, 6), dtype=np.int64))
     c.add_rows(_kv(1, 2, 2.0), np.ones((1, 2), dtype=np.int64))
-    c.keep_rows([1])  # the long row left
+    order = c.remove_rows({0})  # the long row left: 4 leading columns are unused
+    assert order == [1]
     assert (c.size, c.write) == (1, 2)
     assert _col(c, 0) == [2, 2] and c.mask[0, :2].tolist() == [1, 1]
-    c.keep_rows([])
-    assert (c.size, c.write) == (0, 0)
+    assert not c.mask[0, 2:].any()

@@ -1,0 +1,281 @@
+"""The Ray Serve application: one deployment per backend (its engine in-process in each
+replica) and a FastAPI ingress that routes every request with the configured policy and
+streams the answer back through `DeploymentHandle.options(stream=True)`.
+
+    build_app(config)         -> a bound application for serve.run()
+    app_builder({"config": PATH})  for Ray Serve's own CLI: `serve run deploy/serve-local.yaml`
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
+from ray import serve
+from ray.serve.handle import DeploymentHandle
+
+from backends.errors import EngineError, InvalidRequestError
+from backends.interface import Chunk, GenerateRequest, Usage
+from serving import openai_api as api
+from serving.config import FleetConfig, load_fleet_config
+from serving.router import Routed, Router
+
+POLL_INTERVAL_S = 0.5
+
+
+@serve.deployment(ray_actor_options={"num_cpus": 0}, max_ongoing_requests=256,
+                  graceful_shutdown_timeout_s=5)
+class BackendDeployment:
+    """One backend's engine, in-process in this replica."""
+
+    async def __init__(self, backend_id: str, engine: str, engine_options: dict[str, Any]) -> None:
+        from backends.registry import make_engine
+
+        self.backend_id = backend_id
+        self.engine = make_engine(engine, engine_options)
+        await self.engine.start()
+
+    async def generate(self, request: GenerateRequest) -> AsyncIterator[Chunk]:
+        async for chunk in self.engine.generate(request):
+            yield chunk
+
+    async def abort(self, request_id: str) -> None:
+        await self.engine.abort(request_id)
+
+    def load(self) -> Any:
+        return self.engine.load()
+
+    def check_health(self) -> None:  # Ray Serve's health-check hook
+        self.engine.health()
+
+    async def __del__(self) -> None:
+        await self.engine.shutdown()
+
+
+fastapi_app = FastAPI(title="costroute", docs_url=None, redoc_url=None)
+
+
+@serve.deployment(ray_actor_options={"num_cpus": 0}, max_ongoing_requests=1024,
+                  graceful_shutdown_timeout_s=5)
+@serve.ingress(fastapi_app)
+class Ingress:
+    def __init__(self, config: dict[str, Any], handles: dict[str, DeploymentHandle]) -> None:
+        from backends.model import read_manifest, resolve_model
+        from backends.tokenizer import Tokenizer
+
+        self.config = FleetConfig.model_validate(config)
+        self.handles = handles
+        model = self.config.backends[0].engine_options.get("model", "tiny")
+        model_dir = resolve_model(str(model))
+        manifest = read_manifest(model_dir)
+        self.tokenizer = Tokenizer(model_dir)
+        max_len = int(manifest["recipe"]["max_position_embeddings"])
+        self.router = Router(self.config, model_dir, self.tokenizer, max_len, manifest["checksum"])
+        self._poller: asyncio.Task[None] | None = None
+
+    # ---- endpoints ----------------------------------------------------------------------
+
+    @fastapi_app.post("/v1/completions")
+    async def completions(self, request: Request) -> Response:
+        return await self._serve(request, chat=False)
+
+    @fastapi_app.post("/v1/chat/completions")
+    async def chat_completions(self, request: Request) -> Response:
+        return await self._serve(request, chat=True)
+
+    @fastapi_app.get("/v1/models")
+    async def models(self) -> dict[str, Any]:
+        return {"object": "list", "data": [{
+            "id": self.config.served_model_name, "object": "model", "created": 0,
+            "owned_by": "costroute", "max_model_len": self.router.max_model_len}]}
+
+    @fastapi_app.get("/health")
+    async def health(self) -> Response:
+        self._ensure_poller()
+        states = {bid: s.healthy for bid, s in self.router.states.items()}
+        ok = any(states.values())
+        return JSONResponse({"status": "ok" if ok else "unavailable", "backends": states},
+                            status_code=200 if ok else 503)
+
+    @fastapi_app.get("/metrics")
+    async def metrics(self) -> Response:
+        return PlainTextResponse(self.router.metrics.render().decode(),
+                                 media_type="text/plain; version=0.0.4")
+
+    # ---- one request ----------------------------------------------------------------------
+
+    async def _serve(self, request: Request, chat: bool) -> Response:
+        self._ensure_poller()
+        sent = time.monotonic()
+        try:
+            body = await request.body()
+            if chat:
+                parsed = api.parse_chat(body, self.config.served_model_name,
+                                        self.tokenizer.apply_chat_template)
+            else:
+                parsed = api.parse_completion(body, self.config.served_model_name)
+            slo, slo_class = api.resolve_slo(parsed, request.headers, self.config.slo_classes,
+                                             self.config.default_slo_class)
+            ids, max_tokens = self.router.prepare(parsed.prompt, parsed.prompt_token_ids,
+                                                  parsed.max_tokens)
+            parsed = parsed.with_max_tokens(max_tokens)
+            assert parsed.sampling is not None
+            routed = self.router.route(ids, parsed.sampling, slo, slo_class)
+            if routed.decision.backend_id is None:
+                p = routed.decision.prediction
+                retry = max(1.0, (p.queue_ms if p else 1000) / 1000)
+                raise api.ApiError.slo_unmeetable(retry, routed.decision.reason)
+        except Exception as exc:
+            err = _api_error(exc)
+            return JSONResponse(err.body(), status_code=err.status, headers=err.headers)
+
+        handle = self.handles[routed.decision.backend_id]  # type: ignore[index]
+        gen_request = GenerateRequest(routed.request_id, prompt_token_ids=routed.prompt_token_ids,
+                                      sampling=routed.sampling)
+        stream = handle.options(stream=True).generate.remote(gen_request)
+        run = _Run(self.router, routed, stream, sent)
+        self.router.started(routed, sent)
+        headers = self.router.response_headers(routed)
+        try:
+            first = await run.next()  # errors before the first token become HTTP errors
+        except Exception as exc:
+            run.finish("error")
+            err = _api_error(exc)
+            return JSONResponse(err.body(), status_code=err.status, headers=headers)
+        if parsed.stream:
+            return StreamingResponse(
+                self._sse(run, first, parsed, chat), media_type="text/event-stream",
+                headers={**headers, "cache-control": "no-cache"})
+        return await self._complete(run, first, parsed, chat, headers)
+
+    async def _complete(self, run: _Run, first: Chunk | None, parsed: Any, chat: bool,
+                        headers: dict[str, str]) -> Response:
+        texts = [first.text] if first else []
+        last = first
+        try:
+            while last is not None and not last.finished:
+                last = await run.next()
+                if last is not None:
+                    texts.append(last.text)
+        except Exception as exc:
+            run.finish("error")
+            err = _api_error(exc)
+            return JSONResponse(err.body(), status_code=err.status, headers=headers)
+        run.finish("ok")
+        usage = last.usage if last and last.usage else Usage(len(run.routed.prompt_token_ids),
+                                                             run.completion_tokens)
+        build = api.chat_response if chat else api.completion_response
+        body = build(run.routed.request_id, int(time.time()), self.config.served_model_name,
+                     "".join(texts), (last.finish_reason if last else None) or "abort", usage)
+        return JSONResponse(body, headers=headers)
+
+    async def _sse(self, run: _Run, first: Chunk | None, parsed: Any,
+                   chat: bool) -> AsyncIterator[str]:
+        encoder = api.StreamEncoder(parsed, run.routed.request_id, int(time.time()),
+                                    self.config.served_model_name)
+        chunk = first
+        outcome = "aborted"  # stays so if the client goes away mid-stream
+        try:
+            while chunk is not None:
+                for piece in encoder.feed(chunk):
+                    yield piece
+                if chunk.finished:
+                    break
+                chunk = await run.next()
+            outcome = "ok"
+        except Exception as exc:  # the stream has started: report in-band, like vLLM
+            outcome = "error"
+            for piece in encoder.error(_api_error(exc)):
+                yield piece
+        finally:
+            run.finish(outcome)
+
+    # ---- backend load and health ------------------------------------------------------------
+
+    def _ensure_poller(self) -> None:
+        if self._poller is None or self._poller.done():
+            self._poller = asyncio.get_running_loop().create_task(self._poll())
+
+    async def _poll(self) -> None:
+        while True:
+            for bid, handle in self.handles.items():
+                state = self.router.states[bid]
+                try:
+                    state.engine_load = await asyncio.wait_for(handle.load.remote(), 5.0)
+                    state.healthy = True
+                except Exception:
+                    state.healthy = False
+            await asyncio.sleep(POLL_INTERVAL_S)
+
+
+class _Run:
+    """One routed request's stream from its backend, with timing and tracking."""
+
+    def __init__(self, router: Router, routed: Routed, stream: Any, sent: float) -> None:
+        self.router, self.routed, self.stream, self.sent = router, routed, stream, sent
+        self.first_at: float | None = None
+        self.last_at: float | None = None
+        self.completion_tokens = 0
+        self.done = False
+
+    async def next(self) -> Chunk | None:
+        try:
+            chunk: Chunk = await self.stream.__anext__()
+        except StopAsyncIteration:
+            return None
+        now = time.monotonic()
+        if chunk.token_ids:
+            self.first_at = self.first_at or now
+            self.last_at = now
+            self.router.tokens(self.routed, len(chunk.token_ids))
+        if chunk.usage is not None:
+            self.completion_tokens = chunk.usage.completion_tokens
+        return chunk
+
+    def finish(self, outcome: str) -> None:
+        if self.done:
+            return
+        self.done = True
+        if outcome != "ok":
+            self.stream.cancel()  # a client that went away aborts its request in the engine
+        ttft = (self.first_at - self.sent) * 1e3 if self.first_at else None
+        e2e = (self.last_at - self.sent) * 1e3 if self.last_at else None
+        self.router.finished(self.routed, outcome, ttft, e2e, self.completion_tokens)
+
+
+def _api_error(exc: BaseException) -> api.ApiError:
+    """Our errors (also when Ray wraps them: RayTaskError subclasses the original) -> HTTP."""
+    if isinstance(exc, api.ApiError):
+        return exc
+    if isinstance(exc, InvalidRequestError):
+        return api.ApiError.from_invalid_request(exc)
+    if isinstance(exc, EngineError):
+        return api.ApiError.service_unavailable(f"the backend cannot serve now: {exc}", 1)
+    return api.ApiError(500, f"internal error: {exc!r}", "server_error")
+
+
+def build_app(config: FleetConfig) -> Any:
+    """The bound application: backend deployments and the ingress that routes to them."""
+    handles = {}
+    for b in config.backends:
+        options: dict[str, Any] = {
+            "name": f"backend-{b.id}",
+            "ray_actor_options": b.ray_actor_options.model_dump(exclude_defaults=False),
+            "max_ongoing_requests": b.max_ongoing_requests,
+        }
+        if b.autoscaling is not None:
+            options["autoscaling_config"] = b.autoscaling.model_dump()
+        else:
+            options["num_replicas"] = b.replicas
+        handles[b.id] = BackendDeployment.options(**options).bind(
+            b.id, b.engine, dict(b.engine_options))
+    return Ingress.options(name="ingress").bind(config.model_dump(), handles)
+
+
+def app_builder(args: dict[str, Any]) -> Any:
+    """For Ray Serve's CLI: `serve run deploy/serve-local.yaml` (args: {config: PATH})."""
+    return build_app(load_fleet_config(args.get("config", "deploy/local.yaml")))

@@ -1,0 +1,143 @@
+"""The router: the ingress's decision state, without Ray or FastAPI (synchronous).
+
+It tokenizes, resolves the SLO, builds the policy's context from each backend's state, and
+records what happened afterwards. The ingress (serving/app.py) does the I/O around it.
+"""
+
+from __future__ import annotations
+
+import itertools
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from backends.errors import EmptyPromptError, PromptTooLongError
+from backends.interface import SamplingParams
+from profiles.latency import LatencyModel, RequestShape
+from profiles.table import load_profile
+from serving.config import FleetConfig, SloSpec
+from serving.metrics import Metrics
+from serving.policies import Decision, RoutingContext, Slo, make_policy
+from serving.state import BackendState, OutputLengths
+
+
+@dataclass(frozen=True)
+class Routed:
+    request_id: str
+    prompt_token_ids: tuple[int, ...]
+    sampling: SamplingParams
+    shape: RequestShape
+    slo: SloSpec
+    slo_class: str | None
+    decision: Decision
+
+
+class Router:
+    def __init__(self, config: FleetConfig, model_dir: Path, tokenizer: Any,
+                 max_model_len: int, checksum: str | None = None) -> None:
+        self.config = config
+        self.tokenizer = tokenizer
+        self.max_model_len = max_model_len
+        self.policy = make_policy(config.policy.name, config.policy.params)
+        self.metrics = Metrics()
+        self.states: dict[str, BackendState] = {}
+        for spec in config.backends:
+            table = load_profile(spec.profile, model_checksum=checksum)
+            lengths = OutputLengths(config.expected_output, config.expected_output_quantile)
+            self.states[spec.id] = BackendState(spec, LatencyModel(table), lengths)
+        self._sequence = itertools.count()
+        self._ids = itertools.count()
+
+    def prepare(self, prompt: str | None, prompt_token_ids: tuple[int, ...] | None,
+                max_tokens: int | None) -> tuple[tuple[int, ...], int]:
+        """Tokenize and check the lengths; returns (ids, max_tokens)."""
+        ids = tuple(prompt_token_ids) if prompt_token_ids is not None else tuple(
+            self.tokenizer.encode(prompt or ""))
+        if not ids:
+            raise EmptyPromptError("the prompt is empty; give at least one token", "prompt")
+        limit = self.max_model_len
+        if len(ids) >= limit:
+            raise PromptTooLongError(
+                f"the prompt has {len(ids)} tokens but the model's context is {limit} tokens; "
+                "shorten the prompt", "prompt")
+        if max_tokens is None:
+            max_tokens = limit - len(ids)
+        if len(ids) + max_tokens > limit:
+            raise PromptTooLongError(
+                f"prompt ({len(ids)} tokens) + max_tokens ({max_tokens}) exceeds the context "
+                f"of {limit} tokens; lower max_tokens to at most {limit - len(ids)}",
+                "max_tokens")
+        return ids, max_tokens
+
+    def route(self, ids: tuple[int, ...], sampling: SamplingParams, slo: SloSpec,
+              slo_class: str | None, now: float | None = None) -> Routed:
+        now = time.monotonic() if now is None else now
+        first = next(iter(self.states.values()))
+        shape = RequestShape(len(ids), first.lengths.expected(sampling.max_tokens))
+        ctx = RoutingContext(
+            request=shape,
+            slo=Slo(slo.ttft_ms, slo.tpot_ms, slo.e2e_ms),
+            backends=tuple(s.view(now) for s in self.states.values()),
+            fallback=self.config.fallback,
+            sequence=next(self._sequence),
+        )
+        decision = self.policy.choose(ctx)
+        rid = f"cr-{next(self._ids)}-{int(now * 1000) % 1_000_000}"
+        return Routed(rid, ids, sampling, shape, slo, slo_class, decision)
+
+    def response_headers(self, routed: Routed) -> dict[str, str]:
+        d = routed.decision
+        headers = {"x-costroute-backend": d.backend_id or "",
+                   "x-costroute-cost-usd": f"{d.cost_usd:.10f}"}
+        if d.prediction is not None:
+            headers["x-costroute-predicted-ttft-ms"] = f"{d.prediction.ttft_ms:.2f}"
+            headers["x-costroute-predicted-tpot-ms"] = f"{d.prediction.tpot_ms:.3f}"
+            headers["x-costroute-predicted-e2e-ms"] = f"{d.prediction.e2e_ms:.2f}"
+        if d.slo_risk:
+            headers["x-costroute-slo-risk"] = "true"
+        return headers
+
+    def started(self, routed: Routed, now: float) -> None:
+        backend = routed.decision.backend_id
+        assert backend is not None
+        self.states[backend].started(routed.request_id, routed.shape, now)
+        self.metrics.inflight.labels(backend).inc()
+
+    def tokens(self, routed: Routed, count: int) -> None:
+        assert routed.decision.backend_id is not None
+        self.states[routed.decision.backend_id].tokens(routed.request_id, count)
+
+    def finished(self, routed: Routed, outcome: str, ttft_ms: float | None, e2e_ms: float | None,
+                 completion_tokens: int) -> None:
+        backend = routed.decision.backend_id
+        assert backend is not None
+        tpot_ms = ((e2e_ms - ttft_ms) / (completion_tokens - 1)
+                   if ttft_ms is not None and e2e_ms is not None and completion_tokens > 1
+                   else None)
+        ok = outcome == "ok"
+        self.states[backend].finished(routed.request_id, routed.decision.prediction if ok else None,
+                                      ttft_ms if ok else None, tpot_ms, completion_tokens)
+        m = self.metrics
+        m.inflight.labels(backend).dec()
+        m.requests.labels(backend, outcome).inc()
+        m.expected_usd.labels(backend).inc(routed.decision.cost_usd)
+        if not ok or ttft_ms is None or e2e_ms is None:
+            if routed.slo_class or not routed.slo.is_empty():
+                m.slo.labels(routed.slo_class or "custom", backend, "false").inc()
+            return
+        m.ttft.labels(backend).observe(ttft_ms)
+        m.e2e.labels(backend).observe(e2e_ms)
+        if tpot_ms is not None:
+            m.tpot.labels(backend).observe(tpot_ms)
+        p = routed.decision.prediction
+        if p is not None:
+            m.prediction_error.labels(backend, "ttft").observe(p.ttft_ms / max(ttft_ms, 1e-6))
+            if tpot_ms:
+                m.prediction_error.labels(backend, "tpot").observe(p.tpot_ms / tpot_ms)
+        if routed.slo_class or not routed.slo.is_empty():
+            s = routed.slo
+            met = ((s.ttft_ms is None or ttft_ms <= s.ttft_ms)
+                   and (s.tpot_ms is None or tpot_ms is None or tpot_ms <= s.tpot_ms)
+                   and (s.e2e_ms is None or e2e_ms <= s.e2e_ms))
+            m.slo.labels(routed.slo_class or "custom", backend, str(met).lower()).inc()

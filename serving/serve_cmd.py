@@ -1,0 +1,83 @@
+"""`costroute serve`: start (or attach to) a Ray cluster and run the fleet's application."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import sys
+import threading
+import time
+from typing import Any
+
+
+def register(sub: Any) -> None:
+    p = sub.add_parser(
+        "serve",
+        help="serve the fleet: OpenAI-compatible API with cost-aware SLO routing (Ray Serve)",
+        description=(
+            "Start a local Ray cluster (or attach to one with --address), deploy one Ray Serve "
+            "deployment per backend of the fleet config plus the routing ingress, and serve "
+            "the OpenAI-compatible API until Ctrl-C or SIGTERM."),
+    )
+    p.add_argument("--config", default="deploy/local.yaml",
+                   help="fleet config YAML (default: deploy/local.yaml, the default CPU fleet)")
+    p.add_argument("--address", default=None,
+                   help="attach to an existing Ray cluster (e.g. auto, ray://head:10001) "
+                        "instead of starting a local one")
+    p.add_argument("--host", default=None, help="override the config's host")
+    p.add_argument("--port", type=int, default=None, help="override the config's port")
+    p.add_argument("--num-cpus", type=float, default=None,
+                   help="CPUs of the local Ray cluster (default: all)")
+    p.set_defaults(func=_cmd_serve)
+
+
+def _cmd_serve(args: argparse.Namespace) -> int:
+    from serving.config import load_fleet_config
+
+    config = load_fleet_config(args.config)
+    updates = {k: v for k, v in (("host", args.host), ("port", args.port)) if v is not None}
+    if updates:
+        config = config.model_copy(update=updates)
+    _check_models(config)
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    import ray
+    from ray import serve
+
+    from serving.app import build_app
+
+    started = time.monotonic()
+    if args.address:
+        ray.init(address=args.address, logging_level="WARNING")
+    else:
+        ray.init(num_cpus=args.num_cpus, include_dashboard=False, logging_level="WARNING")
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    try:
+        serve.start(http_options={"host": config.host, "port": config.port})
+        print(f"costroute: starting {len(config.backends)} backends ...", file=sys.stderr)
+        serve.run(build_app(config), name="costroute", route_prefix="/")
+        print(f"costroute: serving {config.served_model_name} on "
+              f"http://{config.host}:{config.port}/v1 (ready in {time.monotonic() - started:.0f}s; "
+              f"policy {config.policy.name}, fallback {config.fallback})")
+        for b in config.backends:
+            print(f"  {b.id:<24} {b.engine:<12} {b.accelerator:<10} ${b.usd_per_hour:.3f}/h  "
+                  f"replicas {b.replicas if b.autoscaling is None else 'auto'}")
+        sys.stdout.flush()
+        while not stop.wait(0.5):
+            pass
+        print("costroute: shutting down", file=sys.stderr)
+    finally:
+        try:
+            serve.shutdown()
+        finally:
+            ray.shutdown()
+    return 0
+
+
+def _check_models(config: Any) -> None:
+    from backends.model import resolve_model
+
+    for b in config.backends:
+        resolve_model(str(b.engine_options.get("model", "tiny")))

@@ -1,0 +1,220 @@
+"""The real app on a local Ray cluster: OpenAI SDK, routing by SLO, 429, bad input.
+
+Fleet: `fast` (ONNX Runtime, its measured profile, $1/h) and `cheap` (ONNX Runtime slowed by
+its fault knob step_delay_ms=20, $0.10/h, a profile derived from the measured one plus that
+delay). One cluster per module; a second application with fallback `reject` under /reject.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import socket
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from profiles.table import Surface, load_profile
+from serving.config import parse_fleet_config
+
+pytestmark = pytest.mark.integration
+
+ROOT = Path(__file__).parents[2]
+MEASURED = ROOT / "profiles" / "tables" / "cpu-onnxruntime.json"
+DELAY_MS = 20.0
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _slowed_profile(path: Path) -> None:
+    t = load_profile(MEASURED)
+    bump = lambda s: Surface(s.batch, s.tokens, tuple(tuple(v + DELAY_MS for v in r) for r in s.ms))  # noqa: E731
+    slowed = dataclasses.replace(t, backend_id="cheap", prefill=bump(t.prefill),
+                                 decode=bump(t.decode), command=t.command + f" (+{DELAY_MS} ms "
+                                 "per step: tests/serving/test_app.py)")
+    slowed.save(path)
+
+
+def _fleet(tmp: Path, port: int, fallback: str) -> dict:
+    return {
+        "served_model_name": "costroute-llama-tiny",
+        "host": "127.0.0.1",
+        "port": port,
+        "fallback": fallback,
+        "slo_classes": {"interactive": {"ttft_ms": 25}, "batch": {"e2e_ms": 120000}},
+        "default_slo_class": "batch",
+        "backends": [
+            {"id": "fast", "engine": "onnxruntime",
+             "engine_options": {"model": "tiny", "max_num_seqs": 16},
+             "accelerator": "cpu", "usd_per_hour": 1.0, "profile": str(MEASURED)},
+            {"id": "cheap", "engine": "onnxruntime",
+             "engine_options": {"model": "tiny", "max_num_seqs": 16, "intra_op_num_threads": 1,
+                                "step_delay_ms": DELAY_MS},
+             "accelerator": "cpu", "usd_per_hour": 0.1, "profile": str(tmp / "cheap.json")},
+        ],
+    }
+
+
+@pytest.fixture(scope="module")
+def server(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
+    import ray
+    from ray import serve
+
+    from serving.app import build_app
+
+    tmp = tmp_path_factory.mktemp("fleet")
+    _slowed_profile(tmp / "cheap.json")
+    port = _free_port()
+    ray.init(num_cpus=2, include_dashboard=False, logging_level="WARNING",
+             _temp_dir=str(tmp_path_factory.mktemp("ray")))
+    try:
+        serve.start(http_options={"host": "127.0.0.1", "port": port})
+        serve.run(build_app(parse_fleet_config(_fleet(tmp, port, "fastest"))),
+                  name="costroute", route_prefix="/")
+        serve.run(build_app(parse_fleet_config(_fleet(tmp, port, "reject"))),
+                  name="reject", route_prefix="/reject")
+        base = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(f"{base}/health", timeout=5).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.5)
+        yield base
+    finally:
+        serve.shutdown()
+        ray.shutdown()
+
+
+def _client(base: str):  # type: ignore[no-untyped-def]
+    from openai import OpenAI
+
+    return OpenAI(base_url=f"{base}/v1", api_key="unused", max_retries=0)
+
+
+def test_models_and_health(server: str) -> None:
+    models = _client(server).models.list()
+    assert [m.id for m in models.data] == ["costroute-llama-tiny"]
+    assert httpx.get(f"{server}/health").json()["backends"] == {"fast": True, "cheap": True}
+
+
+def test_sdk_completion_and_chat_non_streaming(server: str) -> None:
+    c = _client(server)
+    out = c.completions.create(model="costroute-llama-tiny", prompt="Hello world",
+                               max_tokens=8, temperature=0, extra_body={"ignore_eos": True})
+    assert out.usage.completion_tokens == 8 and out.choices[0].finish_reason == "length"
+    chat = c.chat.completions.create(model="costroute-llama-tiny", max_tokens=6,
+                                     messages=[{"role": "user", "content": "hi"}],
+                                     temperature=0, extra_body={"ignore_eos": True})
+    assert chat.choices[0].message.role == "assistant"
+    assert chat.usage.completion_tokens == 6
+
+
+def test_sdk_streaming_with_usage(server: str) -> None:
+    c = _client(server)
+    stream = c.completions.create(model="costroute-llama-tiny", prompt="Hello", max_tokens=10,
+                                  temperature=0, stream=True, stream_options={"include_usage": True},
+                                  extra_body={"ignore_eos": True})
+    chunks = list(stream)
+    assert chunks[-1].usage is not None and chunks[-1].usage.completion_tokens == 10
+    text = "".join(ch.choices[0].text for ch in chunks if ch.choices)
+    full = c.completions.create(model="costroute-llama-tiny", prompt="Hello", max_tokens=10,
+                                temperature=0, extra_body={"ignore_eos": True})
+    assert text == full.choices[0].text  # greedy: the stream and the whole agree
+    chat = c.chat.completions.create(model="costroute-llama-tiny", max_tokens=5, stream=True,
+                                     messages=[{"role": "user", "content": "hi"}], temperature=0,
+                                     extra_body={"ignore_eos": True})
+    pieces = list(chat)
+    assert pieces[0].choices[0].delta.role == "assistant"
+    assert pieces[-1].choices[0].finish_reason == "length"
+
+
+def _post(server: str, body: dict, headers: dict | None = None, path: str = "/v1/completions"):  # type: ignore[no-untyped-def]
+    return httpx.post(f"{server}{path}", json=body, headers=headers or {}, timeout=60)
+
+
+def test_tight_ttft_goes_fast_and_loose_e2e_goes_cheap(server: str) -> None:
+    body = {"prompt": "The cost of", "max_tokens": 8, "temperature": 0, "ignore_eos": True}
+    tight = _post(server, {**body, "slo_class": "interactive"})
+    assert tight.status_code == 200
+    assert tight.headers["x-costroute-backend"] == "fast"
+    assert float(tight.headers["x-costroute-predicted-ttft-ms"]) <= 25
+    loose = _post(server, body, {"x-slo-e2e-ms": "120000"})
+    assert loose.headers["x-costroute-backend"] == "cheap"
+    assert float(loose.headers["x-costroute-cost-usd"]) < float(tight.headers["x-costroute-cost-usd"])
+    assert "x-costroute-slo-risk" not in loose.headers
+    risky = _post(server, {**body, "slo": {"ttft_ms": 0.001}})
+    assert risky.status_code == 200 and risky.headers["x-costroute-slo-risk"] == "true"
+    assert risky.headers["x-costroute-backend"] == "fast"
+
+
+def test_reject_fallback_gives_429(server: str) -> None:
+    r = _post(server, {"prompt": "x", "max_tokens": 4, "slo": {"ttft_ms": 0.001}},
+              path="/reject/v1/completions")
+    assert r.status_code == 429
+    assert int(r.headers["retry-after"]) >= 1
+    assert "SLO" in r.json()["error"]["message"]
+
+
+@pytest.mark.parametrize(
+    "body, headers, status, param",
+    [
+        (b"{not json", None, 400, None),
+        ({"prompt": "x", "max_tokens": "ten"}, None, 400, "max_tokens"),
+        ({"prompt": "x", "model": "gpt-9"}, None, 404, "model"),
+        ({"prompt": "x", "slo_class": "platinum"}, None, 400, "slo_class"),
+        ({"prompt": "x", "slo": {"ttft_ms": -5}}, None, 400, "slo.ttft_ms"),
+        ({"prompt": "x"}, {"x-slo-e2e-ms": "soon"}, 400, "x-slo-e2e-ms"),
+        ({"prompt": "x", "max_tokens": 0}, None, 400, "max_tokens"),
+        ({"prompt": "x", "max_tokens": 5000}, None, 400, "max_tokens"),
+        ({"prompt": "word " * 3000, "max_tokens": 4}, None, 400, "prompt"),
+        ({"prompt": [5, 999999], "max_tokens": 4}, None, 400, "prompt"),
+        ({"prompt": ""}, None, 400, "prompt"),
+    ],
+)
+def test_bad_input_gets_its_4xx_and_the_server_keeps_serving(server, body, headers, status, param):  # type: ignore[no-untyped-def]
+    if isinstance(body, bytes):
+        r = httpx.post(f"{server}/v1/completions", content=body,
+                       headers={"content-type": "application/json"}, timeout=30)
+    else:
+        r = _post(server, body, headers)
+    assert r.status_code == status, r.text
+    error = r.json()["error"]
+    assert set(error) == {"message", "type", "param", "code"}
+    assert error["param"] == param
+    ok = _post(server, {"prompt": "still", "max_tokens": 2})
+    assert ok.status_code == 200
+
+
+def test_client_disconnect_aborts_in_the_engine(server: str) -> None:
+    body = {"prompt": "x", "max_tokens": 1500, "stream": True, "ignore_eos": True,
+            "slo_class": "interactive"}
+    with httpx.stream("POST", f"{server}/v1/completions", json=body, timeout=30) as r:
+        for line in r.iter_lines():
+            if line.startswith("data: "):
+                break  # leave after the first token
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        metrics = httpx.get(f"{server}/metrics").text
+        if 'costroute_inflight{backend="fast"} 0.0' in metrics:
+            break
+        time.sleep(0.2)
+    assert 'costroute_inflight{backend="fast"} 0.0' in metrics
+    assert 'costroute_requests_total{backend="fast",outcome="aborted"}' in metrics
+
+
+def test_metrics_expose_the_series(server: str) -> None:
+    text = httpx.get(f"{server}/metrics").text
+    for name in ("costroute_requests_total", "costroute_ttft_ms_bucket", "costroute_tpot_ms_bucket",
+                 "costroute_e2e_ms_bucket", "costroute_slo_total", "costroute_expected_cost_usd_total",
+                 "costroute_prediction_error_ratio_bucket", "costroute_inflight"):
+        assert name in text, name
+    assert json.loads(httpx.get(f"{server}/health").text)["status"] == "ok"
