@@ -56,6 +56,52 @@ class BackendDeployment:
         await self.engine.shutdown()
 
 
+class _Run:
+    """One routed request's stream from its backend, with timing and tracking."""
+
+    def __init__(self, router: Router, routed: Routed, stream: Any, sent: float) -> None:
+        self.router, self.routed, self.stream, self.sent = router, routed, stream, sent
+        self.first_at: float | None = None
+        self.last_at: float | None = None
+        self.completion_tokens = 0
+        self.done = False
+
+    async def next(self) -> Chunk | None:
+        try:
+            chunk: Chunk = await self.stream.__anext__()
+        except StopAsyncIteration:
+            return None
+        now = time.monotonic()
+        if chunk.token_ids:
+            self.first_at = self.first_at or now
+            self.last_at = now
+            self.router.tokens(self.routed, len(chunk.token_ids))
+        if chunk.usage is not None:
+            self.completion_tokens = chunk.usage.completion_tokens
+        return chunk
+
+    def finish(self, outcome: str) -> None:
+        if self.done:
+            return
+        self.done = True
+        if outcome != "ok":
+            self.stream.cancel()  # a client that went away aborts its request in the engine
+        ttft = (self.first_at - self.sent) * 1e3 if self.first_at else None
+        e2e = (self.last_at - self.sent) * 1e3 if self.last_at else None
+        self.router.finished(self.routed, outcome, ttft, e2e, self.completion_tokens)
+
+
+def _api_error(exc: BaseException) -> api.ApiError:
+    """Our errors (also when Ray wraps them: RayTaskError subclasses the original) -> HTTP."""
+    if isinstance(exc, api.ApiError):
+        return exc
+    if isinstance(exc, InvalidRequestError):
+        return api.ApiError.from_invalid_request(exc)
+    if isinstance(exc, EngineError):
+        return api.ApiError.service_unavailable(f"the backend cannot serve now: {exc}", 1)
+    return api.ApiError(500, f"internal error: {exc!r}", "server_error")
+
+
 fastapi_app = FastAPI(title="costroute", docs_url=None, redoc_url=None)
 
 
@@ -210,52 +256,6 @@ class Ingress:
                 except Exception:
                     state.healthy = False
             await asyncio.sleep(POLL_INTERVAL_S)
-
-
-class _Run:
-    """One routed request's stream from its backend, with timing and tracking."""
-
-    def __init__(self, router: Router, routed: Routed, stream: Any, sent: float) -> None:
-        self.router, self.routed, self.stream, self.sent = router, routed, stream, sent
-        self.first_at: float | None = None
-        self.last_at: float | None = None
-        self.completion_tokens = 0
-        self.done = False
-
-    async def next(self) -> Chunk | None:
-        try:
-            chunk: Chunk = await self.stream.__anext__()
-        except StopAsyncIteration:
-            return None
-        now = time.monotonic()
-        if chunk.token_ids:
-            self.first_at = self.first_at or now
-            self.last_at = now
-            self.router.tokens(self.routed, len(chunk.token_ids))
-        if chunk.usage is not None:
-            self.completion_tokens = chunk.usage.completion_tokens
-        return chunk
-
-    def finish(self, outcome: str) -> None:
-        if self.done:
-            return
-        self.done = True
-        if outcome != "ok":
-            self.stream.cancel()  # a client that went away aborts its request in the engine
-        ttft = (self.first_at - self.sent) * 1e3 if self.first_at else None
-        e2e = (self.last_at - self.sent) * 1e3 if self.last_at else None
-        self.router.finished(self.routed, outcome, ttft, e2e, self.completion_tokens)
-
-
-def _api_error(exc: BaseException) -> api.ApiError:
-    """Our errors (also when Ray wraps them: RayTaskError subclasses the original) -> HTTP."""
-    if isinstance(exc, api.ApiError):
-        return exc
-    if isinstance(exc, InvalidRequestError):
-        return api.ApiError.from_invalid_request(exc)
-    if isinstance(exc, EngineError):
-        return api.ApiError.service_unavailable(f"the backend cannot serve now: {exc}", 1)
-    return api.ApiError(500, f"internal error: {exc!r}", "server_error")
 
 
 def build_app(config: FleetConfig) -> Any:

@@ -1,7 +1,7 @@
 """The real app on a local Ray cluster: OpenAI SDK, routing by SLO, 429, bad input.
 
 Fleet: `fast` (ONNX Runtime, its measured profile, $1/h) and `cheap` (ONNX Runtime slowed by
-its fault knob step_delay_ms=20, $0.10/h, a profile derived from the measured one plus that
+its fault knob step_delay_ms=20, $0.02/h, a profile derived from the measured one plus that
 delay). One cluster per module; a second application with fallback `reject` under /reject.
 """
 
@@ -56,7 +56,7 @@ def _fleet(tmp: Path, port: int, fallback: str) -> dict:
             {"id": "cheap", "engine": "onnxruntime",
              "engine_options": {"model": "tiny", "max_num_seqs": 16, "intra_op_num_threads": 1,
                                 "step_delay_ms": DELAY_MS},
-             "accelerator": "cpu", "usd_per_hour": 0.1, "profile": str(tmp / "cheap.json")},
+             "accelerator": "cpu", "usd_per_hour": 0.02, "profile": str(tmp / "cheap.json")},
         ],
     }
 
