@@ -27,10 +27,9 @@ $(STAMP): pyproject.toml Makefile
 model: install
 	$(VENV)/bin/costroute model build --size tiny
 
-# Main job. Until the serving app lands: a local generation demo on the tiny model.
+# Main job: the default CPU fleet (deploy/local.yaml) behind the OpenAI-compatible API.
 serve: model
-	$(VENV)/bin/costroute generate --engine onnxruntime --model tiny --stats \
-		--prompt "The cheapest accelerator that meets the latency target is" --max-tokens 48
+	$(VENV)/bin/costroute serve --config deploy/local.yaml
 
 test: model
 	$(PY) -m pytest -q -ra $(PYTEST_ARGS)

@@ -25,6 +25,7 @@ prices that time (profiles/cost.py).
 from __future__ import annotations
 
 import heapq
+import math
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
@@ -68,11 +69,12 @@ class Prediction:
 
 @dataclass(frozen=True)
 class Correction:
-    """Online correction: observed / predicted, smoothed (EWMA) and bounded."""
+    """Online correction: observed / predicted, smoothed (EWMA of the log ratio, so one slow
+    request does not outweigh one fast one) and bounded."""
 
     ttft_factor: float = 1.0
     tpot_factor: float = 1.0
-    alpha: float = 0.1
+    alpha: float = 0.05
     low: float = 0.5
     high: float = 2.0
 
@@ -88,7 +90,9 @@ class Correction:
         return replace(self, ttft_factor=ttft, tpot_factor=tpot)
 
     def _blend(self, factor: float, ratio: float) -> float:
-        blended = (1 - self.alpha) * factor + self.alpha * ratio
+        if ratio <= 0:
+            return factor
+        blended = math.exp((1 - self.alpha) * math.log(factor) + self.alpha * math.log(ratio))
         return min(max(blended, self.low), self.high)
 
 

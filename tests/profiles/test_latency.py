@@ -82,7 +82,7 @@ def test_single_token_request() -> None:
 def test_correction_converges_and_stays_bounded() -> None:
     c = Correction()
     base = MODEL.predict(REQ, BackendLoad())
-    for _ in range(100):  # reality is 1.3x slower on TTFT and 0.8x on TPOT
+    for _ in range(400):  # reality is 1.3x slower on TTFT and 0.8x on TPOT
         predicted = MODEL.predict(REQ, BackendLoad(), c)
         c = c.update(predicted, base.ttft_ms * 1.3, base.tpot_ms * 0.8)
     assert c.ttft_factor == pytest.approx(1.3, rel=1e-3)

