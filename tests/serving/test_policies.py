@@ -16,7 +16,10 @@ SLOW = LatencyModel(synthetic_profile(0.08, 8.0, 0.5, 0.8, backend_id="slow"))
 REQ = RequestShape(64, 32)
 
 
-def _views(load: BackendLoad = BackendLoad(), **prices: float) -> tuple[BackendView, ...]:
+IDLE = BackendLoad()
+
+
+def _views(load: BackendLoad = IDLE, **prices: float) -> tuple[BackendView, ...]:
     p = {"fast": 4.0, "medium": 1.0, "slow": 0.2, **prices}
     return (
         BackendView("fast", p["fast"], FAST, load),
