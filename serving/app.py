@@ -32,7 +32,10 @@ POLL_INTERVAL_S = 0.5
 class BackendDeployment:
     """One backend's engine, in-process in this replica."""
 
-    async def __init__(self, backend_id: str, engine: str, engine_options: dict[str, Any]) -> None:
+    # Ray actors may construct asynchronously.
+    async def __init__(  # type: ignore[misc]
+        self, backend_id: str, engine: str, engine_options: dict[str, Any]
+    ) -> None:
         from backends.registry import make_engine
 
         self.backend_id = backend_id
@@ -271,9 +274,10 @@ def build_app(config: FleetConfig) -> Any:
             options["autoscaling_config"] = b.autoscaling.model_dump()
         else:
             options["num_replicas"] = b.replicas
-        handles[b.id] = BackendDeployment.options(**options).bind(
+        handles[b.id] = BackendDeployment.options(**options).bind(  # type: ignore[attr-defined]
             b.id, b.engine, dict(b.engine_options))
-    return Ingress.options(name="ingress").bind(config.model_dump(), handles)
+    return Ingress.options(name="ingress").bind(  # type: ignore[attr-defined]
+        config.model_dump(), handles)
 
 
 def app_builder(args: dict[str, Any]) -> Any:

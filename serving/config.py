@@ -64,7 +64,7 @@ class BackendSpec(_Strict):
     profile: str = Field(..., description="path of the backend's profile table (JSON)")
     replicas: int = Field(1, ge=1, description="fixed replica count (ignored with autoscaling)")
     autoscaling: AutoscalingSpec | None = None
-    ray_actor_options: RayActorOptions = Field(default_factory=lambda: RayActorOptions())
+    ray_actor_options: RayActorOptions = Field(default_factory=lambda: RayActorOptions.model_validate({}))
     max_ongoing_requests: int = Field(256, ge=1,
                                       description="Ray Serve cap per replica (Ray's default 5 throttles)")
 
@@ -91,7 +91,7 @@ class FleetConfig(_Strict):
     backends: list[BackendSpec] = Field(..., min_length=1)
     slo_classes: dict[str, SloSpec] = Field(default_factory=dict)
     default_slo_class: str | None = Field(None, description="class of requests that carry no SLO")
-    policy: PolicySpec = Field(default_factory=lambda: PolicySpec())
+    policy: PolicySpec = Field(default_factory=lambda: PolicySpec.model_validate({}))
     fallback: Literal["fastest", "reject"] = Field(
         "fastest", description="when no backend can meet the SLO: serve on the fastest and "
                                "flag it, or reject with 429")

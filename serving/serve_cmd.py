@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import signal
 import sys
@@ -48,9 +49,9 @@ def _cmd_serve(args: argparse.Namespace) -> int:
 
     started = time.monotonic()
     if args.address:
-        ray.init(address=args.address, logging_level="WARNING")
+        ray.init(address=args.address, logging_level=logging.WARNING)
     else:
-        ray.init(num_cpus=args.num_cpus, include_dashboard=False, logging_level="WARNING")
+        ray.init(num_cpus=args.num_cpus, include_dashboard=False, logging_level=logging.WARNING)
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
