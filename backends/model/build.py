@@ -119,12 +119,23 @@ def build_model(
     return out
 
 
+def build_code_hash() -> str:
+    """Hash of the code that writes the model: a cached build from other code is rebuilt."""
+    here = Path(__file__).parent
+    digest = hashlib.sha256()
+    for name in ("build.py", "export.py", "corpus.py", "recipe.py"):
+        digest.update((here / name).read_bytes())
+    return digest.hexdigest()
+
+
 def _matches(out: Path, recipe: ModelRecipe) -> bool:
     try:
         m = read_manifest(out)
     except (OSError, ValueError):
         return False
     if m.get("recipe_version") != RECIPE_VERSION or m.get("recipe") != recipe.as_dict():
+        return False
+    if m.get("build_code") != build_code_hash():
         return False
     return all(
         (out / name).is_file() and (out / name).stat().st_size == meta["bytes"]
@@ -247,9 +258,12 @@ def _manifest(recipe: ModelRecipe, vocab_size: int, weights: dict[str, np.ndarra
         "num_parameters": int(sum(w.size for w in weights.values())),
         "dtype": "float32",
         "files": files,
-        # One checksum for the whole model: profiles and configs pin it.
+        "build_code": build_code_hash(),
+        # The model's identity: weights, config and tokenizer (what every engine serves).
+        # Profiles pin it. The ONNX export is an engine artifact with its own sha256 above,
+        # so a change in how the graph is exported does not invalidate vLLM's profiles.
         "checksum": hashlib.sha256(
-            "".join(f"{n}:{m['sha256']}" for n, m in sorted(files.items())).encode()
+            "".join(f"{n}:{files[n]['sha256']}" for n in sorted(HF_FILES)).encode()
         ).hexdigest(),
     }
 

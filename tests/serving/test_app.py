@@ -218,3 +218,21 @@ def test_metrics_expose_the_series(server: str) -> None:
                  "costroute_prediction_error_ratio_bucket", "costroute_inflight"):
         assert name in text, name
     assert json.loads(httpx.get(f"{server}/health").text)["status"] == "ok"
+
+
+def test_the_profiler_drives_any_openai_server_over_http(server: str) -> None:
+    import asyncio
+
+    from profiles.targets import HttpTarget
+
+    async def run() -> object:
+        target = HttpTarget(server, "costroute-llama-tiny", {"name": "openai-http"})
+        try:
+            return await target.run([17] * 20, 6)
+        finally:
+            await target.aclose()
+
+    timing = asyncio.run(run())
+    assert timing.error is None  # type: ignore[attr-defined]
+    assert timing.completion_tokens == 6 and timing.prompt_tokens == 20  # type: ignore[attr-defined]
+    assert 0 < timing.ttft_ms <= timing.e2e_ms  # type: ignore[attr-defined]
