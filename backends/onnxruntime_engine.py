@@ -39,8 +39,8 @@ from backends.errors import (
     EngineNotStartedError,
     InvalidRequestError,
     PromptTooLongError,
-    UnknownTokenError,
 )
+from backends.intake import check_request, check_token_ids
 from backends.interface import (
     Chunk,
     EngineLoad,
@@ -230,43 +230,18 @@ class OnnxRuntimeEngine:
         params.validate()
         if request.prompt_token_ids is not None:
             ids = list(request.prompt_token_ids)
-            bad = [t for t in ids if not isinstance(t, int) or not 0 <= t < self._vocab_size]
-            if bad:
-                raise UnknownTokenError(
-                    f"prompt token id {bad[0]!r} is outside the vocabulary [0, {self._vocab_size})",
-                    "prompt",
-                )
+            check_token_ids(ids, self._vocab_size)
         else:
             if not isinstance(request.prompt, str):
                 raise EmptyPromptError("give a prompt (text) or prompt_token_ids", "prompt")
             ids = self._tokenizer.encode(request.prompt)
-        if not ids:
-            raise EmptyPromptError("the prompt is empty; give at least one token", "prompt")
-        limit = self._max_model_len
-        if len(ids) >= limit:
-            raise PromptTooLongError(
-                f"the prompt has {len(ids)} tokens but this model's context is {limit} tokens "
-                f"(prompt + max_tokens must fit); shorten the prompt",
-                "prompt",
-            )
-        if len(ids) + params.max_tokens > limit:
-            raise PromptTooLongError(
-                f"prompt ({len(ids)} tokens) + max_tokens ({params.max_tokens}) exceeds the "
-                f"context of {limit} tokens; lower max_tokens to at most {limit - len(ids)}",
-                "max_tokens",
-            )
+        check_request(ids, params, self._max_model_len, self._vocab_size)
         reserved = len(ids) + params.max_tokens
         if reserved > self.options.max_kv_tokens:
             raise PromptTooLongError(
                 f"the request needs {reserved} KV-cache tokens but the engine holds at most "
                 f"{self.options.max_kv_tokens}; lower max_tokens or raise max_kv_tokens",
                 "max_tokens",
-            )
-        bad_stop = [t for t in params.stop_token_ids if t >= self._vocab_size]
-        if bad_stop:
-            raise UnknownTokenError(
-                f"stop token id {bad_stop[0]} is outside the vocabulary [0, {self._vocab_size})",
-                "stop_token_ids",
             )
         loop = asyncio.get_running_loop()
         return _Seq(

@@ -50,9 +50,8 @@ from backends.errors import (
     InvalidRequestError,
     InvalidSamplingError,
     ModelNotFoundError,
-    PromptTooLongError,
-    UnknownTokenError,
 )
+from backends.intake import check_request, check_token_ids
 from backends.interface import (
     Chunk,
     EngineLoad,
@@ -352,42 +351,17 @@ class VllmEngine:
     def _intake(self, request: GenerateRequest) -> tuple[list[int], Any]:
         """Validate `request`; return its prompt token ids and the prompt for vLLM."""
         params = request.sampling
-        params.validate()
+        params.validate()  # before tokenizing: a bad field is named even with a bad prompt
         text: str | None = None
         if request.prompt_token_ids is not None:
             ids = list(request.prompt_token_ids)
-            bad = [t for t in ids if _not_int(t) or not 0 <= t < self._vocab_size]
-            if bad:
-                raise UnknownTokenError(
-                    f"prompt token id {bad[0]!r} is outside the vocabulary [0, {self._vocab_size})",
-                    "prompt",
-                )
+            check_token_ids(ids, self._vocab_size)
         else:
             if not isinstance(request.prompt, str):
                 raise EmptyPromptError("give a prompt (text) or prompt_token_ids", "prompt")
             text = request.prompt
             ids = list(self._vllm_tokenizer.encode(text, add_special_tokens=True)) if text else []
-        if not ids:
-            raise EmptyPromptError("the prompt is empty; give at least one token", "prompt")
-        limit = self._max_model_len
-        if len(ids) >= limit:
-            raise PromptTooLongError(
-                f"the prompt has {len(ids)} tokens but this model's context is {limit} tokens "
-                f"(prompt + max_tokens must fit); shorten the prompt",
-                "prompt",
-            )
-        if len(ids) + params.max_tokens > limit:
-            raise PromptTooLongError(
-                f"prompt ({len(ids)} tokens) + max_tokens ({params.max_tokens}) exceeds the "
-                f"context of {limit} tokens; lower max_tokens to at most {limit - len(ids)}",
-                "max_tokens",
-            )
-        bad_stop = [t for t in params.stop_token_ids if t >= self._vocab_size]
-        if bad_stop:
-            raise UnknownTokenError(
-                f"stop token id {bad_stop[0]} is outside the vocabulary [0, {self._vocab_size})",
-                "stop_token_ids",
-            )
+        check_request(ids, params, self._max_model_len, self._vocab_size)
         from vllm.inputs import tokens_input
 
         # The rendered form (what vLLM's renderer makes of a TokensPrompt for a text-only

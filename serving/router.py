@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from backends.errors import EmptyPromptError, PromptTooLongError
+from backends.intake import check_lengths
 from backends.interface import SamplingParams
 from profiles.latency import LatencyModel, RequestShape
 from profiles.table import load_profile
@@ -54,20 +54,9 @@ class Router:
         """Tokenize and check the lengths; returns (ids, max_tokens)."""
         ids = tuple(prompt_token_ids) if prompt_token_ids is not None else tuple(
             self.tokenizer.encode(prompt or ""))
-        if not ids:
-            raise EmptyPromptError("the prompt is empty; give at least one token", "prompt")
-        limit = self.max_model_len
-        if len(ids) >= limit:
-            raise PromptTooLongError(
-                f"the prompt has {len(ids)} tokens but the model's context is {limit} tokens; "
-                "shorten the prompt", "prompt")
         if max_tokens is None:
-            max_tokens = limit - len(ids)
-        if len(ids) + max_tokens > limit:
-            raise PromptTooLongError(
-                f"prompt ({len(ids)} tokens) + max_tokens ({max_tokens}) exceeds the context "
-                f"of {limit} tokens; lower max_tokens to at most {limit - len(ids)}",
-                "max_tokens")
+            max_tokens = max(self.max_model_len - len(ids), 1)
+        check_lengths(len(ids), max_tokens, self.max_model_len)
         return ids, max_tokens
 
     def route(self, ids: tuple[int, ...], sampling: SamplingParams, slo: SloSpec,

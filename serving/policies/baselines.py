@@ -1,55 +1,68 @@
 """Baseline policies, for comparison: they ignore the SLO when choosing (but still flag a
-predicted miss)."""
+predicted miss). Each ranks the healthy backends and takes the first."""
 
 from __future__ import annotations
 
-from serving.policies.base import Decision, Policy, RoutingContext, decide, evaluate, no_backend
+from typing import Any
+
+from serving.policies.base import (
+    Candidate,
+    Decision,
+    Policy,
+    RoutingContext,
+    decide,
+    evaluate,
+    no_backend,
+)
 
 
-class RoundRobinPolicy(Policy):
+class _Ranking(Policy):
+    reason = ""
+
+    def key(self, c: Candidate, ctx: RoutingContext, index: int) -> Any:
+        raise NotImplementedError
+
+    def choose(self, ctx: RoutingContext) -> Decision:
+        candidates = evaluate(ctx)
+        if not candidates:
+            return no_backend(ctx, "no healthy backend")
+        chosen = min(enumerate(candidates), key=lambda ic: self.key(ic[1], ctx, ic[0]))[1]
+        return decide(chosen, candidates, self.reason)
+
+
+class RoundRobinPolicy(_Ranking):
     name = "round-robin"
     description = "each healthy backend in turn"
+    reason = "round robin"
 
-    def choose(self, ctx: RoutingContext) -> Decision:
-        candidates = evaluate(ctx)
-        if not candidates:
-            return no_backend(ctx, "no healthy backend")
-        chosen = candidates[ctx.sequence % len(candidates)]
-        return decide(chosen, candidates, "round robin")
+    def key(self, c: Candidate, ctx: RoutingContext, index: int) -> Any:
+        n = sum(b.healthy for b in ctx.backends)
+        return (index - ctx.sequence) % n
 
 
-class LeastLoadedPolicy(Policy):
+class LeastLoadedPolicy(_Ranking):
     name = "least-loaded"
     description = "fewest requests in flight per replica"
+    reason = "least requests in flight"
 
-    def choose(self, ctx: RoutingContext) -> Decision:
-        candidates = evaluate(ctx)
-        if not candidates:
-            return no_backend(ctx, "no healthy backend")
-        inflight = {b.id: len(b.load.running) + len(b.load.waiting) for b in ctx.backends}
-        chosen = min(candidates, key=lambda c: (inflight[c.backend_id], c.cost_usd))
-        return decide(chosen, candidates, f"least loaded ({inflight[chosen.backend_id]} in flight)")
+    def key(self, c: Candidate, ctx: RoutingContext, index: int) -> Any:
+        load = next(b.load for b in ctx.backends if b.id == c.backend_id)
+        return (len(load.running) + len(load.waiting), c.cost_usd)
 
 
-class FastestPolicy(Policy):
+class FastestPolicy(_Ranking):
     name = "fastest"
     description = "lowest predicted E2E"
+    reason = "lowest predicted E2E"
 
-    def choose(self, ctx: RoutingContext) -> Decision:
-        candidates = evaluate(ctx)
-        if not candidates:
-            return no_backend(ctx, "no healthy backend")
-        chosen = min(candidates, key=lambda c: (c.prediction.e2e_ms, c.cost_usd))
-        return decide(chosen, candidates, "lowest predicted E2E")
+    def key(self, c: Candidate, ctx: RoutingContext, index: int) -> Any:
+        return (c.prediction.e2e_ms, c.cost_usd)
 
 
-class CheapestPolicy(Policy):
+class CheapestPolicy(_Ranking):
     name = "cheapest"
     description = "lowest expected cost, whatever the latency"
+    reason = "lowest expected cost"
 
-    def choose(self, ctx: RoutingContext) -> Decision:
-        candidates = evaluate(ctx)
-        if not candidates:
-            return no_backend(ctx, "no healthy backend")
-        chosen = min(candidates, key=lambda c: (c.cost_usd, c.prediction.e2e_ms))
-        return decide(chosen, candidates, "lowest expected cost")
+    def key(self, c: Candidate, ctx: RoutingContext, index: int) -> Any:
+        return (c.cost_usd, c.prediction.e2e_ms)
