@@ -19,6 +19,8 @@ import statistics
 import time
 from pathlib import Path
 
+from fastapi import Request  # module level: FastAPI resolves the endpoint's annotation here
+
 ROOT = Path(__file__).resolve().parents[1]
 PROFILE = ROOT / "profiles" / "tables" / "cpu-onnxruntime.json"
 
@@ -73,7 +75,7 @@ async def _drive(url: str, concurrency: int, requests: int) -> dict[str, float]:
 
 def added_latency(requests: int) -> dict[str, object]:
     import ray
-    from fastapi import FastAPI, Request
+    from fastapi import FastAPI
     from fastapi.responses import StreamingResponse
     from ray import serve
 
