@@ -68,6 +68,29 @@ def export_onnx(recipe: ModelRecipe, vocab_size: int, weights: dict[str, np.ndar
     if program is None:
         raise RuntimeError("torch.onnx.export returned no program")
     program.save(str(out), external_data=False)
+    _strip_metadata(out)
+
+
+def _strip_metadata(path: Path) -> None:
+    """Drop the exporter's per-node metadata (stack traces of the exporting process, FX node
+    text): it differs with the caller, and two builds must be byte-identical."""
+    import onnx
+
+    model = onnx.load(str(path))
+    graphs = [model.graph]
+    nodes = list(model.graph.node) + [n for f in model.functions for n in f.node]
+    for node in nodes:
+        del node.metadata_props[:]
+        node.doc_string = ""
+        graphs.extend(a.g for a in node.attribute if a.HasField("g"))
+    for graph in graphs:
+        for info in (*graph.input, *graph.output, *graph.value_info):
+            del info.metadata_props[:]
+        for init in graph.initializer:
+            del init.metadata_props[:]
+        del graph.metadata_props[:]
+    del model.metadata_props[:]
+    onnx.save(model, str(path))
 
 
 def _build_module(recipe: ModelRecipe, vocab_size: int, w: dict[str, np.ndarray]):  # type: ignore[no-untyped-def]
