@@ -57,6 +57,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from _results import write_results  # benchmarks/_results.py (this folder is on sys.path)
 
 _REPO_ROOT = Path(__file__).resolve().parents[1]
 if str(_REPO_ROOT) not in sys.path:  # run as a plain script from anywhere
@@ -725,7 +726,7 @@ def main(argv: list[str] | None = None) -> int:
     report["elapsed_s"] = elapsed
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(report, indent=2) + "\n")
+        write_results(args.out, report)
         print(f"wrote {args.out}")
     return 0
 

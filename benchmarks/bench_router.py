@@ -19,6 +19,7 @@ import statistics
 import time
 from pathlib import Path
 
+from _results import write_results  # benchmarks/_results.py (this folder is on sys.path)
 from fastapi import Request  # module level: FastAPI resolves the endpoint's annotation here
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -156,7 +157,7 @@ def main() -> None:
     if not args.decision_only:
         results["added_latency"] = added_latency(args.requests)
     if args.out:
-        Path(args.out).write_text(json.dumps(results, indent=2) + "\n")
+        write_results(args.out, results)
 
 
 if __name__ == "__main__":

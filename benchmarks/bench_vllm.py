@@ -52,6 +52,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from _results import write_results  # benchmarks/_results.py (this folder is on sys.path)
 
 _REPO_ROOT = Path(__file__).resolve().parents[1]
 if str(_REPO_ROOT) not in sys.path:  # run as a plain script from anywhere
@@ -369,7 +370,7 @@ def main(argv: list[str] | None = None) -> int:
                 for a, b in zip(ours, theirs)
             ],
         }
-        args.out.write_text(json.dumps(report, indent=2) + "\n")
+        write_results(args.out, report)
         log(f"wrote {args.out}")
     return 0
 
