@@ -19,7 +19,6 @@ torch is never imported.
 from __future__ import annotations
 
 import asyncio
-import itertools
 import threading
 import time
 from collections import deque
@@ -80,6 +79,11 @@ class OnnxRuntimeOptions:
     """Padded prompt tokens per prefill run; bounds how long one prefill stalls decoding."""
     step_delay_ms: float = 0.0
     """Fault knob: extra latency added to every engine step (emulates a slower device)."""
+
+    def __post_init__(self) -> None:
+        # From YAML or JSON, providers arrive as lists: [name, {options}] -> (name, {options}).
+        object.__setattr__(self, "providers", tuple(
+            p if isinstance(p, str) else tuple(p) for p in self.providers))
 
     def validate(self) -> None:
         ints = {
@@ -144,7 +148,6 @@ class OnnxRuntimeEngine:
         self._stopping = False
         self._dead: BaseException | None = None
         self._started = False
-        self._ids = itertools.count()
         self.steps = 0
 
     # ---- public API -------------------------------------------------------------------
@@ -298,7 +301,6 @@ class OnnxRuntimeEngine:
             providers=self._provider_names,
             provider_options=self._provider_options,
         )
-        self._ort = ort
         self._kv_in = [
             f"past_key_values.{i}.{k}" for i in range(self._num_layers) for k in ("key", "value")
         ]

@@ -18,11 +18,6 @@ ENGINE_KINDS: dict[str, tuple[str, str, str]] = {
 }
 
 
-def options_class(kind: str) -> type:
-    module, _, options = _entry(kind)
-    return getattr(importlib.import_module(module), options)  # type: ignore[no-any-return]
-
-
 def make_engine(kind: str, options: dict[str, Any] | None = None) -> Any:
     """Build an engine of `kind` from a plain options mapping (as read from YAML or a CLI)."""
     module_name, engine_name, options_name = _entry(kind)
@@ -34,13 +29,7 @@ def make_engine(kind: str, options: dict[str, Any] | None = None) -> Any:
         raise ConfigError(
             f"unknown {kind} engine option(s) {unknown}; known: {sorted(known)}", unknown[0]
         )
-    values = dict(options or {})
-    if "providers" in values and isinstance(values["providers"], list):
-        values["providers"] = tuple(
-            p if isinstance(p, str) else (p[0], p[1]) if isinstance(p, (list, tuple)) else p
-            for p in values["providers"]
-        )
-    return getattr(module, engine_name)(cls(**values))
+    return getattr(module, engine_name)(cls(**(options or {})))
 
 
 def parse_option_values(pairs: list[str]) -> dict[str, Any]:

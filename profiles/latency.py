@@ -27,7 +27,6 @@ from __future__ import annotations
 import heapq
 import math
 from collections import deque
-from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
 from profiles.grid import Grid2D
@@ -149,6 +148,7 @@ class _Walk:
         self.step = 0  # decode steps done since now
         self.t = 0.0
         self.heap: list[_Seq] = []
+        self.target_running = False
         self.context_sum = 0
         self.reserved = 0
         for r in load.running:
@@ -164,6 +164,7 @@ class _Walk:
     def _join(self, context: int, remaining: int, is_target: bool) -> None:
         seq = _Seq(self.step + remaining, self.step, context, context + remaining, is_target)
         heapq.heappush(self.heap, seq)
+        self.target_running |= is_target
         self.context_sum += context
         self.reserved += seq.reserved
 
@@ -195,7 +196,7 @@ class _Walk:
             n = self.heap[0].finish_step - self.step
             mid_context = (self.context_sum + batch * n / 2) / batch
             step = self._step_ms(batch, mid_context) * self.stretch
-            if any(s.is_target for s in self.heap):
+            if self.target_running:
                 replica += n * step / batch
                 if batch > 1:
                     smaller = self._step_ms(batch - 1, mid_context) * self.stretch
@@ -232,10 +233,3 @@ class _Walk:
             self._join(shape.prompt_tokens, max(shape.output_tokens - 1, 0), is_target)
         # Those with nothing left to decode finish at once.
         return len(group), ms, any(t for _, t in group)
-
-
-def predict_many(
-    model: LatencyModel, request: RequestShape, loads: Sequence[BackendLoad]
-) -> list[Prediction]:
-    """Predictions for the same request on each replica state (a helper for policies)."""
-    return [model.predict(request, load) for load in loads]

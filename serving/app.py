@@ -123,7 +123,7 @@ class Ingress:
         manifest = read_manifest(model_dir)
         self.tokenizer = Tokenizer(model_dir)
         max_len = int(manifest["recipe"]["max_position_embeddings"])
-        self.router = Router(self.config, model_dir, self.tokenizer, max_len, manifest["checksum"])
+        self.router = Router(self.config, self.tokenizer, max_len, manifest["checksum"])
         self._poller: asyncio.Task[None] | None = None
 
     # ---- endpoints ----------------------------------------------------------------------

@@ -9,7 +9,6 @@ from __future__ import annotations
 import itertools
 import time
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from backends.intake import check_lengths
@@ -34,18 +33,18 @@ class Routed:
 
 
 class Router:
-    def __init__(self, config: FleetConfig, model_dir: Path, tokenizer: Any,
+    def __init__(self, config: FleetConfig, tokenizer: Any,
                  max_model_len: int, checksum: str | None = None) -> None:
         self.config = config
         self.tokenizer = tokenizer
         self.max_model_len = max_model_len
         self.policy = make_policy(config.policy.name, config.policy.params)
         self.metrics = Metrics()
+        self.lengths = OutputLengths(config.expected_output, config.expected_output_quantile)
         self.states: dict[str, BackendState] = {}
         for spec in config.backends:
             table = load_profile(spec.profile, model_checksum=checksum)
-            lengths = OutputLengths(config.expected_output, config.expected_output_quantile)
-            self.states[spec.id] = BackendState(spec, LatencyModel(table), lengths)
+            self.states[spec.id] = BackendState(spec, LatencyModel(table))
         self._sequence = itertools.count()
         self._ids = itertools.count()
 
@@ -62,8 +61,7 @@ class Router:
     def route(self, ids: tuple[int, ...], sampling: SamplingParams, slo: SloSpec,
               slo_class: str | None, now: float | None = None) -> Routed:
         now = time.monotonic() if now is None else now
-        first = next(iter(self.states.values()))
-        shape = RequestShape(len(ids), first.lengths.expected(sampling.max_tokens))
+        shape = RequestShape(len(ids), self.lengths.expected(sampling.max_tokens))
         ctx = RoutingContext(
             request=shape,
             slo=Slo(slo.ttft_ms, slo.tpot_ms, slo.e2e_ms),
@@ -106,7 +104,9 @@ class Router:
                    else None)
         ok = outcome == "ok"
         self.states[backend].finished(routed.request_id, routed.decision.prediction if ok else None,
-                                      ttft_ms if ok else None, tpot_ms, completion_tokens)
+                                      ttft_ms if ok else None, tpot_ms)
+        if completion_tokens:
+            self.lengths.observe(completion_tokens)
         m = self.metrics
         m.inflight.labels(backend).dec()
         m.requests.labels(backend, outcome).inc()

@@ -1,6 +1,6 @@
 """What the ingress knows of each backend, kept up to date as requests start, stream and
-finish (synchronous, no I/O): in-flight requests, the online latency correction, observed
-output lengths, health and the engine's own load figures."""
+finish (synchronous, no I/O): in-flight requests, the online latency correction, health and
+the engine's own load figures; and the observed output lengths (one per router)."""
 
 from __future__ import annotations
 
@@ -34,10 +34,9 @@ class OutputLengths:
 
 
 class BackendState:
-    def __init__(self, spec: BackendSpec, model: LatencyModel, lengths: OutputLengths) -> None:
+    def __init__(self, spec: BackendSpec, model: LatencyModel) -> None:
         self.spec = spec
         self.model = model
-        self.lengths = lengths
         self.tracker = InflightTracker()
         self.correction = Correction()
         self.healthy = True
@@ -75,9 +74,7 @@ class BackendState:
         self.tracker.tokens(request_id, count)
 
     def finished(self, request_id: str, predicted: Prediction | None,
-                 ttft_ms: float | None, tpot_ms: float | None, completion_tokens: int) -> None:
+                 ttft_ms: float | None, tpot_ms: float | None) -> None:
         self.tracker.finish(request_id)
-        if completion_tokens:
-            self.lengths.observe(completion_tokens)
         if predicted is not None and ttft_ms is not None:
             self.correction = self.correction.update(predicted, ttft_ms, tpot_ms)

@@ -15,8 +15,11 @@ from backends.errors import (
     PromptTooLongError,
     UnknownTokenError,
 )
-from backends.interface import Chunk, Engine, GenerateRequest, SamplingParams
+from backends.interface import Engine, GenerateRequest, SamplingParams
 from backends.onnxruntime_engine import OnnxRuntimeEngine, OnnxRuntimeOptions
+from tests.backends.engine_helpers import run as _run
+from tests.backends.engine_helpers import tokens as _tokens
+from tests.backends.engine_helpers import wait_idle as _wait_idle
 
 pytestmark = [pytest.mark.integration, pytest.mark.asyncio(loop_scope="module")]
 
@@ -31,24 +34,6 @@ async def engine(tiny_model_dir: Path):  # type: ignore[no-untyped-def]
     await e.start()
     yield e
     await e.shutdown()
-
-
-async def _run(engine: OnnxRuntimeEngine, rid: str, ids: list[int] | None = None,
-               prompt: str | None = None, **sampling) -> list[Chunk]:  # type: ignore[no-untyped-def]
-    request = GenerateRequest(rid, prompt=prompt, prompt_token_ids=ids,
-                              sampling=SamplingParams(**sampling))
-    return [c async for c in engine.generate(request)]
-
-
-async def _wait_idle(engine: OnnxRuntimeEngine) -> None:
-    for _ in range(200):
-        if engine.load().running == 0 and engine.load().waiting == 0:
-            return
-        await asyncio.sleep(0.01)
-
-
-def _tokens(chunks: list[Chunk]) -> list[int]:
-    return [t for c in chunks for t in c.token_ids]
 
 
 async def test_it_is_an_engine(engine: OnnxRuntimeEngine) -> None:

