@@ -39,7 +39,7 @@ test-fast: model
 
 lint: install
 	$(PY) -m ruff check .
-	$(PY) -m mypy backends serving profiles
+	$(PY) -m mypy backends serving profiles loadtest
 
 bench: model
 	$(PY) benchmarks/bench_onnxruntime.py --out benchmarks/results/onnxruntime-vs-genai.json

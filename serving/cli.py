@@ -19,8 +19,8 @@ def build_parser() -> argparse.ArgumentParser:
         prog="costroute",
         description=(
             "Cost-aware, SLO-aware serving of LLMs across heterogeneous accelerators. "
-            "Builds the project's own test model, runs its engines, and (in later "
-            "subcommands) serves, profiles and load-tests fleets."
+            "Builds the project's own test model, runs its engines, serves fleets, "
+            "profiles backends and load-tests endpoints."
         ),
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
@@ -87,6 +87,10 @@ def build_parser() -> argparse.ArgumentParser:
     from serving.serve_cmd import register as register_serve
 
     register_serve(sub)
+
+    from loadtest.commands import register as register_loadtest
+
+    register_loadtest(sub)
     return parser
 
 

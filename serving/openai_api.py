@@ -457,14 +457,16 @@ def resolve_slo(
     """The request's SLO and the class it came from (None when no class applies).
 
     Each target comes from the first of: body `slo`, its x-slo-*-ms header, the class. The
-    class is body `slo_class`, else header x-slo-class, else `default_class`. Header names are
-    case-insensitive. An empty SloSpec means the request has no SLO.
+    class is body `slo_class`, else header x-slo-class, else `default_class` (only for a
+    request that carries no SLO of its own: explicit targets alone are the whole SLO). Header
+    names are case-insensitive. An empty SloSpec means the request has no SLO.
     """
     lowered = {k.lower(): v for k, v in headers.items()}
+    explicit = _header_targets(lowered) | parsed.slo_body
     class_name, param = parsed.slo_class, "slo_class"
     if class_name is None and SLO_CLASS_HEADER in lowered:
         class_name, param = lowered[SLO_CLASS_HEADER], SLO_CLASS_HEADER
-    if class_name is None:
+    if class_name is None and not explicit:
         class_name, param = default_class, "default_slo_class"
     targets: dict[str, float] = {}
     if class_name is not None:
@@ -475,8 +477,7 @@ def resolve_slo(
                                    f"known classes: {known}", param=param,
                            type="invalid_request_error" if status == 400 else "server_error")
         targets.update(classes[class_name].model_dump(exclude_none=True))
-    targets.update(_header_targets(lowered))
-    targets.update(parsed.slo_body)
+    targets.update(explicit)
     return SloSpec(**targets), class_name
 
 

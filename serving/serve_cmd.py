@@ -28,6 +28,9 @@ def register(sub: Any) -> None:
                         "instead of starting a local one")
     p.add_argument("--host", default=None, help="override the config's host")
     p.add_argument("--port", type=int, default=None, help="override the config's port")
+    p.add_argument("--backend", action="append", default=None, metavar="ID",
+                   help="serve only this backend of the config (repeatable), e.g. to load-test "
+                        "one accelerator alone")
     p.add_argument("--num-cpus", type=float, default=None,
                    help="CPUs of the local Ray cluster (default: all)")
     p.set_defaults(func=_cmd_serve)
@@ -40,6 +43,8 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     updates = {k: v for k, v in (("host", args.host), ("port", args.port)) if v is not None}
     if updates:
         config = config.model_copy(update=updates)
+    if args.backend:
+        config = select_backends(config, args.backend)
     _check_models(config)
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     import ray
@@ -75,6 +80,18 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         finally:
             ray.shutdown()
     return 0
+
+
+def select_backends(config: Any, ids: list[str]) -> Any:
+    """The fleet cut to `ids` (in config order)."""
+    from backends.errors import ConfigError
+
+    known = [b.id for b in config.backends]
+    unknown = [i for i in ids if i not in known]
+    if unknown:
+        raise ConfigError(f"--backend {unknown[0]!r} is not in the fleet config; its backends: "
+                          f"{known}", "backend")
+    return config.model_copy(update={"backends": [b for b in config.backends if b.id in ids]})
 
 
 def _check_models(config: Any) -> None:

@@ -375,6 +375,14 @@ def test_fields_without_class() -> None:
     assert spec == slo(ttft_ms=250.5) and name is None
 
 
+def test_explicit_targets_are_the_whole_slo_without_a_class() -> None:
+    # the default class is for requests that carry no SLO; targets alone must not inherit it
+    spec, name = resolve(completion(), {"x-slo-ttft-ms": "300"}, default="interactive")
+    assert spec == slo(ttft_ms=300) and name is None
+    spec, name = resolve(completion(slo={"e2e_ms": 5000}), default="interactive")
+    assert spec == slo(e2e_ms=5000) and name is None
+
+
 def test_unknown_class_names_the_known_ones() -> None:
     err = error_of(resolve, completion(slo_class="gold"))
     assert (err.status, err.param) == (400, "slo_class")

@@ -1,0 +1,421 @@
+"""Workloads (pure): what to send and when.
+
+A `WorkloadSpec` (pydantic, loadable from YAML, or built from CLI flags) describes arrivals,
+length distributions, an SLO mix and the bounds of a run. `plan_requests` turns it into a
+seeded, reproducible sequence of `Planned` requests; traces (JSONL) replay recorded ones.
+
+Arrivals follow `vllm bench serve`: gaps are gamma-distributed with shape `burstiness` and
+mean 1/rate, so burstiness 1 is Poisson, < 1 burstier, > 1 smoother; `constant` is evenly
+spaced; `closed` keeps `concurrency` requests in flight (no schedule).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+
+from backends.errors import ConfigError
+from serving.config import SloSpec
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class LengthSpec(_Strict):
+    """A token-length distribution, rounded to integers and clipped to [min, max]."""
+
+    dist: Literal["fixed", "uniform", "lognormal"] = Field(
+        "fixed", description="fixed: always `mean`; uniform: mean x (1 +- range_ratio), as "
+                             "vllm bench serve's random-range-ratio; lognormal: mean `mean`, "
+                             "shape `sigma`")
+    mean: int = Field(..., ge=1, description="tokens")
+    range_ratio: float = Field(0.0, ge=0, lt=1, description="uniform half-width / mean")
+    sigma: float = Field(0.5, gt=0, le=3, description="lognormal shape (std of log length)")
+    min: int = Field(1, ge=1, description="lower clip, tokens")
+    max: int | None = Field(None, ge=1, description="upper clip, tokens")
+
+    @model_validator(mode="after")
+    def _clip_range(self) -> LengthSpec:
+        if self.max is not None and self.max < self.min:
+            raise ValueError(f"max ({self.max}) < min ({self.min})")
+        return self
+
+    def sample(self, rng: np.random.Generator, n: int) -> np.ndarray:
+        if self.dist == "fixed":
+            x = np.full(n, float(self.mean))
+        elif self.dist == "uniform":
+            lo = math.floor(self.mean * (1 - self.range_ratio))
+            hi = math.ceil(self.mean * (1 + self.range_ratio))
+            x = rng.integers(lo, hi + 1, size=n).astype(float)
+        else:
+            mu = math.log(self.mean) - self.sigma**2 / 2  # so the mean is `mean`
+            x = rng.lognormal(mu, self.sigma, size=n)
+        top = self.max if self.max is not None else np.inf
+        return np.clip(np.rint(x), max(self.min, 1), top).astype(np.int64)
+
+    @classmethod
+    def parse(cls, text: str, field: str) -> LengthSpec:
+        """CLI shorthand: `128` | `fixed:128` | `uniform:128:0.25` | `lognormal:128:0.6`."""
+        parts = text.split(":")
+        try:
+            if len(parts) == 1:
+                return cls(dist="fixed", mean=int(parts[0]))
+            dist, rest = parts[0], parts[1:]
+            if dist == "fixed" and len(rest) == 1:
+                return cls(dist="fixed", mean=int(rest[0]))
+            if dist == "uniform" and len(rest) == 2:
+                return cls(dist="uniform", mean=int(rest[0]), range_ratio=float(rest[1]))
+            if dist == "lognormal" and len(rest) == 2:
+                return cls(dist="lognormal", mean=int(rest[0]), sigma=float(rest[1]))
+        except (ValueError, ValidationError) as exc:
+            raise ConfigError(f"{field}: cannot read {text!r}: {_first_error(exc)}", field) from None
+        raise ConfigError(f"{field}: cannot read {text!r}; use N, fixed:N, uniform:N:RATIO or "
+                          f"lognormal:N:SIGMA", field)
+
+
+class Component(_Strict):
+    """One kind of request in a mix (e.g. chat turns, document summaries)."""
+
+    name: str = Field("default", min_length=1)
+    share: float = Field(1.0, gt=0, description="relative share of requests")
+    prompt_tokens: LengthSpec
+    output_tokens: LengthSpec
+
+
+def chat_doc_preset() -> tuple[Component, ...]:
+    """Mixed chat/document traffic sized for a 2k-context model: 70% short chat turns with
+    chat-length answers, 30% long documents with short answers (summaries, extraction)."""
+    return (
+        Component(name="chat", share=0.7,
+                  prompt_tokens=LengthSpec(dist="lognormal", mean=96, sigma=0.6, max=512),
+                  output_tokens=LengthSpec(dist="lognormal", mean=64, sigma=0.5, max=256)),
+        Component(name="document", share=0.3,
+                  prompt_tokens=LengthSpec(dist="uniform", mean=768, range_ratio=0.25),
+                  output_tokens=LengthSpec(dist="lognormal", mean=32, sigma=0.4, max=128)),
+    )
+
+
+PRESETS = {"chat-doc": chat_doc_preset}
+
+
+class ArrivalSpec(_Strict):
+    process: Literal["poisson", "gamma", "constant", "closed"] = Field(
+        "poisson", description="open loop (poisson, gamma, constant) at rate_rps, or closed "
+                               "loop at `concurrency`")
+    rate_rps: float | None = Field(None, gt=0, description="open-loop arrival rate, requests/s")
+    burstiness: float = Field(1.0, gt=0, description="gamma shape; 1 = Poisson, < 1 burstier")
+    concurrency: int | None = Field(None, ge=1, description="closed loop: requests kept in flight")
+
+    @model_validator(mode="after")
+    def _consistent(self) -> ArrivalSpec:
+        if self.process == "closed":
+            if self.concurrency is None:
+                raise ValueError("process 'closed' needs concurrency")
+        elif self.rate_rps is None:
+            raise ValueError(f"process {self.process!r} needs rate_rps")
+        if self.process == "poisson" and self.burstiness != 1.0:
+            raise ValueError(f"burstiness {self.burstiness} needs process 'gamma' (poisson is 1)")
+        return self
+
+    def gaps(self, rng: np.random.Generator, n: int) -> np.ndarray:
+        assert self.rate_rps is not None
+        if self.process == "constant":
+            return np.full(n, 1.0 / self.rate_rps)
+        shape = 1.0 if self.process == "poisson" else self.burstiness
+        return rng.gamma(shape, 1.0 / (self.rate_rps * shape), size=n)
+
+
+class WorkloadSpec(_Strict):
+    """One load-test run: arrivals, request mix, SLO mix, bounds. Seeded and reproducible."""
+
+    arrival: ArrivalSpec
+    mix: tuple[Component, ...] = Field(..., min_length=1, description="request kinds and shares")
+    slo_classes: dict[str, SloSpec] = Field(default_factory=dict,
+                                            description="targets of each SLO class")
+    slo_mix: dict[str, float] = Field(default_factory=dict,
+                                      description="share of requests per SLO class")
+    duration_s: float | None = Field(None, gt=0, description="measured duration (after warm-up)")
+    num_requests: int | None = Field(None, ge=1, description="measured requests (after warm-up)")
+    warmup_s: float = Field(0.0, ge=0, description="leading seconds excluded from results")
+    max_in_flight: int = Field(256, ge=1, description="cap on requests in flight, always")
+    seed: int = Field(0, ge=0)
+    trace: str | None = Field(None, description="JSONL trace to replay instead of generating")
+    token_id_range: tuple[int, int] = Field(
+        (16, 1024), description="prompt token ids are drawn from [low, high): inside any "
+                                "tokenizer's vocabulary")
+
+    @model_validator(mode="after")
+    def _cross_checks(self) -> WorkloadSpec:
+        if self.duration_s is None and self.num_requests is None:
+            raise ValueError("a run needs a bound: duration_s or num_requests (or both)")
+        return self
+
+    @field_validator("slo_mix")
+    @classmethod
+    def _known_classes(cls, mix: dict[str, float], info: ValidationInfo) -> dict[str, float]:
+        classes = info.data.get("slo_classes") or {}
+        unknown = sorted(set(mix) - set(classes))
+        if unknown:
+            raise ValueError(f"names classes with no targets: {unknown}; known: "
+                             f"{sorted(classes) or 'none (add slo_classes or --fleet)'}")
+        if any(v < 0 for v in mix.values()) or (mix and sum(mix.values()) <= 0):
+            raise ValueError(f"shares must be >= 0 and not all 0 (got {mix})")
+        return mix
+
+    @field_validator("token_id_range")
+    @classmethod
+    def _id_range(cls, v: tuple[int, int]) -> tuple[int, int]:
+        if not 0 <= v[0] < v[1]:
+            raise ValueError(f"must be 0 <= low < high (got {v})")
+        return v
+
+    def with_classes(self, classes: Mapping[str, SloSpec]) -> WorkloadSpec:
+        """Fill in class targets from elsewhere (a fleet config); the spec's own win."""
+        merged = {**classes, **self.slo_classes}
+        return parse_workload({**self.model_dump(), "slo_classes": merged})
+
+    def describe(self) -> str:
+        a = self.arrival
+        if a.process == "closed":
+            how = f"closed loop, concurrency {a.concurrency}"
+        else:
+            burst = f", burstiness {a.burstiness}" if a.process == "gamma" else ""
+            how = f"{a.process} arrivals at {a.rate_rps:g} req/s{burst}"
+        if self.trace:
+            how = f"trace {Path(self.trace).name}"
+        mix = ", ".join(f"{c.name} {c.share:g}" for c in self.mix)
+        return f"{how}; mix: {mix}; seed {self.seed}"
+
+
+def parse_workload(raw: Any, where: str = "workload") -> WorkloadSpec:
+    try:
+        return WorkloadSpec.model_validate(raw)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        field = ".".join(str(p) for p in first["loc"])
+        msg = str(first["msg"]).removeprefix("Value error, ")
+        raise ConfigError(f"{where}: {field or '(top level)'}: {msg}", field or None) from None
+
+
+def load_workload(path: str | Path) -> WorkloadSpec:
+    import yaml
+
+    path = Path(path)
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"workload {path} does not exist", "workload") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"workload {path} is not valid YAML: {exc}", "workload") from None
+    if isinstance(raw, dict) and isinstance(raw.get("mix"), str):
+        raw = {**raw, "mix": _preset(raw["mix"], "mix")}
+    if isinstance(raw, dict) and raw.get("trace"):
+        trace = Path(raw["trace"])
+        raw = {**raw, "trace": str(trace if trace.is_absolute() else path.parent / trace)}
+    return parse_workload(raw, str(path))
+
+
+def _preset(name: str, field: str) -> list[dict[str, Any]]:
+    if name not in PRESETS:
+        raise ConfigError(f"{field}: unknown preset {name!r}; choose one of {sorted(PRESETS)}", field)
+    return [c.model_dump() for c in PRESETS[name]()]
+
+
+def _first_error(exc: Exception) -> str:
+    if isinstance(exc, ValidationError):
+        return str(exc.errors()[0]["msg"])
+    return str(exc)
+
+
+# --------------------------------------------------------------------------- plans
+
+
+@dataclass(frozen=True)
+class Planned:
+    """One request to send. `at_s` is its time from the start of the run (None: closed loop)."""
+
+    index: int
+    at_s: float | None
+    prompt_tokens: int
+    output_tokens: int
+    component: str = "default"
+    slo_class: str | None = None
+    slo: dict[str, float] = field(default_factory=dict)
+    prompt: str | None = None  # text (from a trace); else `prompt_tokens` random token ids
+    warmup: bool = False
+
+
+def plan_requests(spec: WorkloadSpec) -> Iterator[Planned]:
+    """The run's requests in send order, warm-up first. Finite unless the run is closed-loop
+    and bounded by duration only (the runner stops it). Same spec, same plans."""
+    if spec.trace:
+        yield from _from_trace(read_trace(spec.trace, spec.slo_classes))
+        return
+    rng = np.random.default_rng(spec.seed)
+    shares = np.array([c.share for c in spec.mix], dtype=float)
+    classes = list(spec.slo_mix)
+    class_p = np.array([spec.slo_mix[c] for c in classes], dtype=float)
+    block = 4096
+    index, clock = 0, 0.0
+    while True:
+        kinds = rng.choice(len(spec.mix), size=block, p=shares / shares.sum())
+        prompts = np.empty(block, dtype=np.int64)
+        outputs = np.empty(block, dtype=np.int64)
+        for k, comp in enumerate(spec.mix):
+            where = np.flatnonzero(kinds == k)
+            prompts[where] = comp.prompt_tokens.sample(rng, len(where))
+            outputs[where] = comp.output_tokens.sample(rng, len(where))
+        slo_idx = (rng.choice(len(classes), size=block, p=class_p / class_p.sum())
+                   if classes else np.zeros(block, dtype=np.int64))
+        closed = spec.arrival.process == "closed"
+        times = None if closed else clock + np.cumsum(spec.arrival.gaps(rng, block))
+        for i in range(block):
+            name = classes[slo_idx[i]] if classes else None
+            at = None if times is None else float(times[i])
+            plan = Planned(index, at, int(prompts[i]), int(outputs[i]), spec.mix[kinds[i]].name,
+                           name, _targets(spec.slo_classes, name), warmup=False)
+            index += 1
+            yield plan
+        if times is not None:
+            clock = float(times[-1])
+
+
+def _from_trace(plans: list[Planned]) -> Iterator[Planned]:
+    t0 = plans[0].at_s if plans and plans[0].at_s is not None else 0.0
+    for p in plans:
+        yield Planned(p.index, None if p.at_s is None else p.at_s - t0, p.prompt_tokens,
+                      p.output_tokens, p.component, p.slo_class, p.slo, p.prompt)
+
+
+def bounded_plans(spec: WorkloadSpec) -> Iterator[Planned]:
+    """`plan_requests` cut to the run's bounds, each marked warm-up or not. Open loop: plans
+    due after warmup_s + duration_s are dropped, and at most num_requests measured ones are
+    kept. Closed loop has no schedule: the runner applies the time bounds."""
+    measured = 0
+    for p in plan_requests(spec):
+        warm = p.at_s is not None and p.at_s < spec.warmup_s
+        if p.at_s is not None and spec.duration_s is not None and \
+                p.at_s >= spec.warmup_s + spec.duration_s:
+            return
+        if not warm:
+            if spec.num_requests is not None and measured >= spec.num_requests:
+                return
+            measured += 1
+        yield Planned(p.index, p.at_s, p.prompt_tokens, p.output_tokens, p.component,
+                      p.slo_class, p.slo, p.prompt, warm)
+
+
+def _targets(classes: Mapping[str, SloSpec], name: str | None) -> dict[str, float]:
+    if name is None or name not in classes:
+        return {}
+    return classes[name].model_dump(exclude_none=True)
+
+
+# --------------------------------------------------------------------------- traces
+
+_TRACE_FIELDS = {"arrival_s", "prompt", "prompt_tokens", "output_tokens", "slo", "slo_class",
+                 "component"}
+
+
+def read_trace(path: str | Path, classes: Mapping[str, SloSpec] | None = None) -> list[Planned]:
+    """A JSONL trace, one request per line: `arrival_s` (seconds from the trace start),
+    `prompt` (text) or `prompt_tokens` (count), `output_tokens`, optional `slo`
+    ({ttft_ms, tpot_ms, e2e_ms}) and/or `slo_class`, optional `component`. Sorted by
+    arrival. Errors name the line and the field."""
+    classes = classes or {}
+    plans: list[Planned] = []
+    path = Path(path)
+    try:
+        lines = path.read_text().splitlines()
+    except FileNotFoundError:
+        raise ConfigError(f"trace {path} does not exist", "trace") from None
+    for n, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        where = f"trace {path.name} line {n}"
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise ConfigError(f"{where}: not JSON ({exc.msg})", "trace") from None
+        if not isinstance(row, dict):
+            raise ConfigError(f"{where}: expected an object", "trace")
+        extra = sorted(set(row) - _TRACE_FIELDS)
+        if extra:
+            raise ConfigError(f"{where}: unknown fields {extra}; known: {sorted(_TRACE_FIELDS)}",
+                              extra[0])
+        plans.append(_trace_row(row, len(plans), where, classes))
+    if not plans:
+        raise ConfigError(f"trace {path} has no requests", "trace")
+    plans.sort(key=lambda p: (p.at_s or 0.0, p.index))
+    return [Planned(i, p.at_s, p.prompt_tokens, p.output_tokens, p.component, p.slo_class,
+                    p.slo, p.prompt) for i, p in enumerate(plans)]
+
+
+def _trace_row(row: dict[str, Any], index: int, where: str,
+               classes: Mapping[str, SloSpec]) -> Planned:
+    def number(name: str, kind: type, minimum: float) -> Any:
+        v = row.get(name)
+        if isinstance(v, bool) or not isinstance(v, int | float) or (kind is int and
+                                                                      not float(v).is_integer()):
+            raise ConfigError(f"{where}: {name} must be a{'n integer' if kind is int else ' number'}"
+                              f" (got {v!r})", name)
+        if v < minimum or not math.isfinite(v):
+            raise ConfigError(f"{where}: {name} must be >= {minimum} (got {v!r})", name)
+        return kind(v)
+
+    arrival = number("arrival_s", float, 0.0)
+    prompt = row.get("prompt")
+    if prompt is not None:
+        if not isinstance(prompt, str) or not prompt:
+            raise ConfigError(f"{where}: prompt must be non-empty text", "prompt")
+        prompt_tokens = number("prompt_tokens", int, 1) if "prompt_tokens" in row else 0
+    else:
+        prompt_tokens = number("prompt_tokens", int, 1)
+    output = number("output_tokens", int, 1)
+    slo_class = row.get("slo_class")
+    if slo_class is not None and not isinstance(slo_class, str):
+        raise ConfigError(f"{where}: slo_class must be a string (got {slo_class!r})", "slo_class")
+    targets = _targets(classes, slo_class)
+    if slo_class is not None and classes and slo_class not in classes:
+        raise ConfigError(f"{where}: unknown slo_class {slo_class!r}; known: {sorted(classes)}",
+                          "slo_class")
+    if row.get("slo") is not None:
+        try:
+            targets.update(SloSpec.model_validate(row["slo"]).model_dump(exclude_none=True))
+        except ValidationError as exc:
+            raise ConfigError(f"{where}: slo: {_first_error(exc)}", "slo") from None
+    return Planned(index, arrival, prompt_tokens, output, str(row.get("component", "trace")),
+                   slo_class, targets, prompt)
+
+
+def write_trace(path: str | Path, plans: list[Planned]) -> None:
+    """Write plans as a JSONL trace that `read_trace` reads back to the same plans."""
+    with open(path, "w") as f:
+        for p in plans:
+            row: dict[str, Any] = {"arrival_s": p.at_s or 0.0, "output_tokens": p.output_tokens,
+                                   "component": p.component}
+            if p.prompt is not None:
+                row["prompt"] = p.prompt
+            if p.prompt_tokens:
+                row["prompt_tokens"] = p.prompt_tokens
+            if p.slo_class is not None:
+                row["slo_class"] = p.slo_class
+            if p.slo:
+                row["slo"] = p.slo
+            f.write(json.dumps(row) + "\n")
