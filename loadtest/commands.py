@@ -373,9 +373,13 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
     else:
         print(f"highest goodput at attainment >= {args.attainment}: {best['goodput_rps']:.2f} "
               f"req/s (rate {best['rate_rps']:g}), $/1M output tokens (provisioned) "
-              f"{best['usd_per_1m_output_tokens']}")
+              f"{_money(best['usd_per_1m_output_tokens'])}")
     print(f"wrote {out}/")
     return 0
+
+
+def _money(x: float | None) -> str:
+    return "n/a" if x is None else f"${x:.4g}"
 
 
 def _cmd_compare(args: argparse.Namespace) -> int:
