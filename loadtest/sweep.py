@@ -85,7 +85,7 @@ async def run_sweep(args: argparse.Namespace, rates: list[float], pricing: Any,
         sweep = {
             "schema": SWEEP_SCHEMA, "schema_version": SWEEP_VERSION, "label": label,
             "target": summary["target"], "attainment_target": args.attainment,
-            "workload_description": summary["workload_description"],
+            "workload_description": spec.describe(", ".join(f"{r:g}" for r in rates[:len(points)])),
             "pricing": (summary["cost"].get("provisioned") or {}).get("source"),
             "points": points, "best": best_point(points),
             "command": summary["command"], "created_utc": started,

@@ -96,6 +96,8 @@ class Component(_Strict):
     share: float = Field(1.0, gt=0, description="relative share of requests")
     prompt_tokens: LengthSpec
     output_tokens: LengthSpec
+    slo_class: str | None = Field(None, description="SLO class of all its requests (instead "
+                                                    "of drawing one from slo_mix)")
 
 
 def chat_doc_preset() -> tuple[Component, ...]:
@@ -145,9 +147,9 @@ class WorkloadSpec(_Strict):
     """One load-test run: arrivals, request mix, SLO mix, bounds. Seeded and reproducible."""
 
     arrival: ArrivalSpec
-    mix: tuple[Component, ...] = Field(..., min_length=1, description="request kinds and shares")
     slo_classes: dict[str, SloSpec] = Field(default_factory=dict,
                                             description="targets of each SLO class")
+    mix: tuple[Component, ...] = Field(..., min_length=1, description="request kinds and shares")
     slo_mix: dict[str, float] = Field(default_factory=dict,
                                       description="share of requests per SLO class")
     duration_s: float | None = Field(None, gt=0, description="measured duration (after warm-up)")
@@ -178,6 +180,17 @@ class WorkloadSpec(_Strict):
             raise ValueError(f"shares must be >= 0 and not all 0 (got {mix})")
         return mix
 
+    @field_validator("mix")
+    @classmethod
+    def _component_classes(cls, mix: tuple[Component, ...],
+                           info: ValidationInfo) -> tuple[Component, ...]:
+        classes = info.data.get("slo_classes") or {}
+        for c in mix:
+            if c.slo_class is not None and c.slo_class not in classes:
+                raise ValueError(f"component {c.name!r} names SLO class {c.slo_class!r}, which "
+                                 f"has no targets; known: {sorted(classes) or 'none'}")
+        return mix
+
     @field_validator("token_id_range")
     @classmethod
     def _id_range(cls, v: tuple[int, int]) -> tuple[int, int]:
@@ -190,13 +203,14 @@ class WorkloadSpec(_Strict):
         merged = {**classes, **self.slo_classes}
         return parse_workload({**self.model_dump(), "slo_classes": merged})
 
-    def describe(self) -> str:
+    def describe(self, rate: str | None = None) -> str:
+        """One line for reports; `rate` replaces the rate (e.g. a sweep's list of rates)."""
         a = self.arrival
         if a.process == "closed":
             how = f"closed loop, concurrency {a.concurrency}"
         else:
             burst = f", burstiness {a.burstiness}" if a.process == "gamma" else ""
-            how = f"{a.process} arrivals at {a.rate_rps:g} req/s{burst}"
+            how = f"{a.process} arrivals at {rate or f'{a.rate_rps:g}'} req/s{burst}"
         if self.trace:
             how = f"trace {Path(self.trace).name}"
         mix = ", ".join(f"{c.name} {c.share:g}" for c in self.mix)
@@ -286,7 +300,7 @@ def plan_requests(spec: WorkloadSpec) -> Iterator[Planned]:
         closed = spec.arrival.process == "closed"
         times = None if closed else clock + np.cumsum(spec.arrival.gaps(rng, block))
         for i in range(block):
-            name = classes[slo_idx[i]] if classes else None
+            name = spec.mix[kinds[i]].slo_class or (classes[slo_idx[i]] if classes else None)
             at = None if times is None else float(times[i])
             plan = Planned(index, at, int(prompts[i]), int(outputs[i]), spec.mix[kinds[i]].name,
                            name, _targets(spec.slo_classes, name), warmup=False)

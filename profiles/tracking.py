@@ -26,8 +26,7 @@ class InflightTracker:
 
     def __init__(self, rate_window_s: float = 10.0) -> None:
         self._flights: dict[str, _Flight] = {}  # insertion order = arrival order
-        self._arrivals: deque[tuple[float, int]] = deque()  # (time, prompt tokens)
-        self.rate_window_s = rate_window_s
+        self._arrivals = ArrivalRate(rate_window_s)
 
     def __len__(self) -> int:
         return len(self._flights)
@@ -37,7 +36,7 @@ class InflightTracker:
     ) -> None:
         self._flights[request_id] = _Flight(prompt_tokens, max(expected_output, 1))
         if now is not None:
-            self._arrivals.append((now, prompt_tokens))
+            self._arrivals.add(now, prompt_tokens)
 
     def tokens(self, request_id: str, count: int = 1) -> None:
         f = self._flights.get(request_id)
@@ -57,12 +56,27 @@ class InflightTracker:
                 running.append(RunningSeq(f.prompt_tokens + f.generated, remaining))
             else:
                 waiting.append(RequestShape(f.prompt_tokens, f.expected_output))
-        rate = mean_prompt = 0.0
-        if now is not None:
-            while self._arrivals and self._arrivals[0][0] < now - self.rate_window_s:
-                self._arrivals.popleft()
-            if self._arrivals:
-                span = max(now - self._arrivals[0][0], 0.25)
-                rate = len(self._arrivals) / min(span, self.rate_window_s)
-                mean_prompt = sum(p for _, p in self._arrivals) / len(self._arrivals)
+        rate, mean_prompt = self._arrivals.read(now) if now is not None else (0.0, 0.0)
         return BackendLoad(tuple(running), tuple(waiting), rate, mean_prompt)
+
+
+class ArrivalRate:
+    """Recent arrivals over a sliding window: their rate (per second) and mean prompt."""
+
+    def __init__(self, window_s: float = 10.0) -> None:
+        self.window_s = window_s
+        self._arrivals: deque[tuple[float, int]] = deque()  # (time, prompt tokens)
+        self._prompt_sum = 0
+
+    def add(self, now: float, prompt_tokens: int) -> None:
+        self._arrivals.append((now, prompt_tokens))
+        self._prompt_sum += prompt_tokens
+
+    def read(self, now: float) -> tuple[float, float]:
+        while self._arrivals and self._arrivals[0][0] < now - self.window_s:
+            self._prompt_sum -= self._arrivals.popleft()[1]
+        if not self._arrivals:
+            return 0.0, 0.0
+        span = max(now - self._arrivals[0][0], 0.25)
+        return (len(self._arrivals) / min(span, self.window_s),
+                self._prompt_sum / len(self._arrivals))

@@ -91,6 +91,14 @@ def build_parser() -> argparse.ArgumentParser:
     from loadtest.commands import register as register_loadtest
 
     register_loadtest(sub)
+
+    from loadtest.simulate_cmd import register as register_simulate
+
+    register_simulate(sub)
+
+    from loadtest.plan_cmd import register as register_plan
+
+    register_plan(sub)
     return parser
 
 

@@ -165,3 +165,8 @@ def test_cli_bad_flags_name_the_field(argv: list[str], field: str,
     code = main(["loadtest", "run", "--url", "http://127.0.0.1:9", *argv, "--no-progress"])
     err = capsys.readouterr().err
     assert code == 2 and f"[{field}]" in err, err
+
+
+def test_chat_endpoint_streams_deltas(url: str) -> None:
+    records = run(url, workload(num_requests=5), endpoint="chat")
+    assert all(r.ok and len(r.token_s) == 4 and r.completion_tokens == 4 for r in records)

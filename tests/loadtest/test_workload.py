@@ -178,3 +178,18 @@ def test_bad_trace_lines_name_line_and_field(tmp_path: Path, line: str, field: s
                                                   "output_tokens": {"mean": 1}}],
              "num_requests": 1, "slo_classes": {"fast": {"ttft_ms": 1}}}).slo_classes["fast"]})
     assert err.value.field == field and "line 2" in str(err.value)
+
+
+def test_a_component_can_carry_its_own_slo_class() -> None:
+    mix = [{"name": "chat", "share": 1, "prompt_tokens": {"mean": 8}, "output_tokens": {"mean": 8},
+            "slo_class": "fast"},
+           {"name": "doc", "share": 1, "prompt_tokens": {"mean": 900},
+            "output_tokens": {"mean": 8}}]
+    s = spec(mix=mix, slo_classes={"fast": {"ttft_ms": 100}, "slow": {"e2e_ms": 9000}},
+             slo_mix={"slow": 1}, num_requests=500)
+    plans = list(bounded_plans(s))
+    assert {p.slo_class for p in plans if p.component == "chat"} == {"fast"}
+    assert {p.slo_class for p in plans if p.component == "doc"} == {"slow"}
+    with pytest.raises(ConfigError) as err:
+        spec(mix=mix)
+    assert err.value.field == "mix" and "'fast'" in str(err.value)

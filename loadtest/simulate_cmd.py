@@ -1,0 +1,244 @@
+"""`costroute simulate`: a fleet config + a workload + a policy -> a simulated load-test run
+(records, the load tester's summary and report), or a sweep over one setting."""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from backends.errors import ConfigError
+
+_EPILOG = """\
+examples:
+  # the default fleet under its cost-slo policy, mixed chat/document traffic at 4 req/s
+  costroute simulate --fleet deploy/local.yaml --rate 4 --mix chat-doc \\
+      --slo-mix interactive=0.3,standard=0.5,batch=0.2 --duration 600 --out runs/sim
+
+  # tune the policy: which safety margin is cheapest at 99% attainment?
+  costroute simulate --fleet deploy/local.yaml --rate 6 --mix chat-doc --duration 600 \\
+      --slo-mix interactive=0.3,standard=0.7 --sweep safety_margin=1,1.2,1.5,2 --attainment 0.99
+
+  # compare policies on the same workload
+  costroute simulate --fleet deploy/local.yaml --rate 6 --duration 600 \\
+      --sweep policy=cost-slo,round-robin,least-loaded,fastest,cheapest
+"""
+
+
+def register(sub: Any) -> None:
+    from loadtest.commands import _workload_args
+
+    p = sub.add_parser(
+        "simulate", help="what-if: simulate a fleet under a workload and a routing policy",
+        description=(
+            "Discrete-event simulation of a fleet config's backends (each replica a "
+            "continuous-batching engine driven by its profile table) under a workload, routed "
+            "by the same policy code the live ingress runs. Writes what a load test writes "
+            "(records.jsonl, summary.json, report); --sweep runs one simulation per value of a "
+            "setting and names the cheapest that meets --attainment."),
+        epilog=_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--fleet", default="deploy/local.yaml",
+                   help="fleet config (backends, profiles, prices, replicas, SLO classes, "
+                        "policy); default deploy/local.yaml")
+    p.add_argument("--backend", action="append", default=None, metavar="ID",
+                   help="simulate only these backends of the fleet (repeatable)")
+    p.add_argument("--replicas", action="append", default=[], metavar="ID=N",
+                   help="override a backend's replica count (repeatable)")
+    p.add_argument("--policy", default=None, help="policy name or import path (default: the fleet's)")
+    p.add_argument("--policy-param", action="append", default=[], metavar="K=V",
+                   help="policy parameter (repeatable; numbers are read as numbers)")
+    p.add_argument("--fallback", choices=["fastest", "reject"], default=None,
+                   help="when no backend meets the SLO (default: the fleet's)")
+    p.add_argument("--sweep", default=None, metavar="PARAM=V1,V2,...",
+                   help="one run per value: a policy parameter (e.g. safety_margin), "
+                        "`policy` or `fallback`")
+    p.add_argument("--attainment", type=float, default=0.99,
+                   help="with --sweep: the SLO attainment target (default 0.99)")
+    _workload_args(p)
+    p.add_argument("--out", default=None, help="output folder (default runs/simulate-UTCSTAMP)")
+    p.add_argument("--label", default=None, help="short name in reports")
+    p.add_argument("--no-report", action="store_true", help="records and summary only")
+    p.add_argument("--no-oracle", action="store_true",
+                   help="skip the cost oracle (an LP lower bound on any router's cost)")
+    p.set_defaults(func=_cmd_simulate)
+
+
+def _value(text: str) -> Any:
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    return {"true": True, "false": False}.get(text.lower(), text)
+
+
+def fleet_backends(fleet: Any, replicas: dict[str, int]) -> list[Any]:
+    from loadtest.simulator import SimBackend
+    from profiles.latency import LatencyModel
+    from profiles.table import load_profile
+
+    return [SimBackend(b.id, LatencyModel(load_profile(b.profile)), b.usd_per_hour,
+                       replicas.get(b.id, b.replicas if b.autoscaling is None
+                                    else max(b.autoscaling.min_replicas, 1)))
+            for b in fleet.backends]
+
+
+def simulate_run(fleet: Any, backends: list[Any], policy_name: str, params: dict[str, Any],
+                 fallback: str, spec: Any, out: Path | None, label: str,
+                 report: bool = True, oracle: bool = True) -> dict[str, Any]:
+    """One simulation -> its summary (written to `out` with its records when given)."""
+    from loadtest.metrics import Pricing, summarize
+    from loadtest.simulator import simulate
+    from serving.policies import make_policy
+
+    policy = make_policy(policy_name, params)
+    started = time.perf_counter()
+    records = simulate(backends, policy, spec, fallback)  # type: ignore[arg-type]
+    wall = time.perf_counter() - started
+    per = {b.id: b.replicas * b.usd_per_hour for b in backends}
+    pricing = Pricing(sum(per.values()), "simulated fleet: replicas x usd_per_hour of "
+                      + ", ".join(f"{b.id} x{b.replicas}" for b in backends), per)
+    target = spec.arrival.rate_rps if spec.arrival.process != "closed" and not spec.trace else None
+    summary = summarize(records, pricing=pricing, target_rate_rps=target, extra={
+        "label": label,
+        "created_utc": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "command": "costroute " + shlex.join(sys.argv[1:]),
+        "target": {"url": "simulated", "model": fleet.served_model_name},
+        "workload": spec.model_dump(mode="json"),
+        "workload_description": spec.describe(),
+        "simulated": True,
+        "simulation": {
+            "policy": policy_name, "params": params, "fallback": fallback,
+            "backends": [{"id": b.id, "replicas": b.replicas, "usd_per_hour": b.usd_per_hour,
+                          "profile": b.model.profile.backend_id} for b in backends],
+            "wall_s": wall, "requests_per_wall_s": len(records) / wall if wall > 0 else None,
+            "note": "ITL is not simulated (requests record first and last token only)",
+            "oracle": _oracle(records, backends) if oracle else None,
+        },
+    })
+    if out is not None:
+        from loadtest.results import write_run
+
+        write_run(out, records, summary)
+        if report:
+            from loadtest.report import write_report
+
+            write_report(out, summary, records)
+    return summary
+
+
+_ORACLE_MAX_REQUESTS = 50_000
+
+
+def _oracle(records: list[Any], backends: list[Any]) -> dict[str, Any]:
+    """Policy cost / the oracle's lower bound, both as attributed cost of measured requests."""
+    from loadtest.oracle import oracle_cost
+
+    measured = [r for r in records if not r.warmup]
+    if len(measured) > _ORACLE_MAX_REQUESTS:
+        return {"status": f"skipped: more than {_ORACLE_MAX_REQUESTS} requests"}
+    result = oracle_cost(measured, backends)
+    policy = sum(r.cost_usd or 0.0 for r in measured if r.ok)
+    return {"what": "lower bound on the attributed cost any router could reach "
+                    "(loadtest/oracle.py)", "usd": result.usd, "policy_usd": policy,
+            "policy_over_oracle": policy / result.usd if result.usd > 0 else None,
+            "status": result.status, "infeasible_alone": result.infeasible_alone,
+            "solve_s": result.solve_s}
+
+
+def _cmd_simulate(args: argparse.Namespace) -> int:
+    from loadtest.commands import _pairs, one_line, workload_from_args
+    from serving.config import load_fleet_config
+    from serving.serve_cmd import select_backends
+
+    fleet = load_fleet_config(args.fleet)
+    if args.backend:
+        fleet = select_backends(fleet, args.backend)
+    replicas = {k: int(v) for k, v in (_pairs(",".join(args.replicas), "replicas", str)
+                                       if args.replicas else {}).items()}
+    unknown = sorted(set(replicas) - {b.id for b in fleet.backends})
+    if unknown or any(n < 1 for n in replicas.values()):
+        raise ConfigError(f"--replicas: unknown backend {unknown} or a count < 1 ({replicas})",
+                          "replicas")
+    spec = workload_from_args(args, dict(fleet.slo_classes))
+    backends = fleet_backends(fleet, replicas)
+    policy = args.policy or fleet.policy.name
+    params = dict(fleet.policy.params) if args.policy is None else {}
+    params.update({k: _value(v) for k, v in (_pairs(",".join(args.policy_param), "policy_param",
+                                                     str) if args.policy_param else {}).items()})
+    fallback = args.fallback or fleet.fallback
+    out = Path(args.out) if args.out else Path("runs") / (
+        f"simulate-{datetime.now(UTC).strftime('%Y%m%d-%H%M%S')}")
+    if not args.sweep:
+        s = simulate_run(fleet, backends, policy, params, fallback, spec, out,
+                         args.label or out.name, not args.no_report, not args.no_oracle)
+        print(one_line(s))
+        sim = s["simulation"]
+        o = sim["oracle"] or {}
+        if o.get("policy_over_oracle") is not None:
+            print(f"attributed cost: policy ${o['policy_usd']:.4g}, oracle lower bound "
+                  f"${o['usd']:.4g}: policy / oracle = {o['policy_over_oracle']:.3f} "
+                  f"({o['status']})")
+        print(f"simulated {s['requests']['total']} requests in {sim['wall_s']:.2f} s "
+              f"({sim['requests_per_wall_s']:.0f} requests/s of wall time); wrote {out}/")
+        return 0
+    return _sweep(args, fleet, backends, policy, params, fallback, spec, out)
+
+
+def _sweep(args: argparse.Namespace, fleet: Any, backends: list[Any], policy: str,
+           params: dict[str, Any], fallback: str, spec: Any, out: Path) -> int:
+    from loadtest.commands import one_line
+
+    name, sep, values = args.sweep.partition("=")
+    if not sep or not values:
+        raise ConfigError(f"--sweep: expected PARAM=V1,V2,... (got {args.sweep!r})", "sweep")
+    summaries = []
+    for raw in values.split(","):
+        v = _value(raw)
+        p_name, p_params, fb = policy, dict(params), fallback
+        if name == "policy":
+            p_name, p_params = str(v), {}
+        elif name == "fallback":
+            if v not in ("fastest", "reject"):
+                raise ConfigError(f"--sweep fallback: {v!r} is not fastest or reject", "sweep")
+            fb = str(v)
+        else:
+            p_params[name] = v
+        label = f"{name}={raw}"
+        s = simulate_run(fleet, backends, p_name, p_params, fb, spec,
+                         out / label.replace("=", "-"), label, not args.no_report,
+                         not args.no_oracle)
+        print(f"{label}: {one_line(s)}")
+        summaries.append(s)
+    from loadtest.report import write_comparison
+    from loadtest.results import read_summary
+
+    written = write_comparison(out, [read_summary(out / s["label"].replace("=", "-"))
+                                     for s in summaries])
+    print(cheapest_meeting(summaries, args.attainment))
+    print(f"wrote {written.get('compare.md', out)}")
+    return 0
+
+
+def cheapest_meeting(summaries: list[dict[str, Any]], target: float) -> str:
+    """Names the setting with the lowest cost per 1M output tokens among those that meet the
+    attainment target (provisioned cost, which is the same fleet for every setting of a
+    policy, is ranked by attributed cost first)."""
+    ok = [s for s in summaries if (s["slo"]["attainment"] or 0) >= target]
+    if not ok:
+        best = max(summaries, key=lambda s: s["slo"]["attainment"] or 0)
+        return (f"no setting meets attainment >= {target}; the closest is {best['label']} "
+                f"({best['slo']['attainment']:.3f})")
+
+    def cost(s: dict[str, Any]) -> float:
+        attributed = (s["cost"].get("attributed") or {}).get("usd_per_1m_output_tokens")
+        return float("inf") if attributed is None else float(attributed)
+
+    best = min(ok, key=cost)
+    return (f"cheapest setting with attainment >= {target}: {best['label']} (attainment "
+            f"{best['slo']['attainment']:.3f}, attributed ${cost(best):.4g} per 1M output "
+            f"tokens)")

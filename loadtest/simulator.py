@@ -1,0 +1,300 @@
+"""What-if simulator (pure, discrete-event): a fleet, a workload, a policy -> the records a
+load test would have written, and the same summary.
+
+Each backend replica is the continuous-batching engine the latency model describes, now driven
+by real arrivals: at a step boundary it admits queued requests in FIFO order while the caps
+allow (sequences, KV tokens reserved for prompt + output), prefills them together
+(prefill(group, longest prompt) from the profile, which gives each its first token), then runs
+decode steps for the whole batch (decode(batch, mean context)). Between events the batch is
+constant, so a decode phase runs to the next finish in one event; an arrival that can be
+admitted cuts the phase at the next step boundary. Time is exact to the profile; nothing here
+reads a clock.
+
+Routing is the live router's: for each request the policy (`serving.policies.make_policy`,
+the same registry and code the ingress uses) gets a `RoutingContext` built as the ingress
+builds it, with each backend's load as the router would see it (requests waiting for their
+first token, running ones with their context and remaining tokens, recent arrivals). Within a
+backend a request goes to the replica with the fewest requests, as Ray Serve's
+power-of-two-choices does on average.
+"""
+
+from __future__ import annotations
+
+import heapq
+import math
+from collections import deque
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+from loadtest.records import BACKEND_HEADER, COST_HEADER, Record
+from loadtest.workload import Planned, WorkloadSpec, bounded_plans, plan_requests
+from profiles.latency import BackendLoad, Correction, LatencyModel, RequestShape, RunningSeq
+from profiles.tracking import ArrivalRate
+from serving.policies import BackendView, Policy, RoutingContext, Slo
+from serving.policies.base import Fallback
+
+
+@dataclass(frozen=True)
+class SimBackend:
+    id: str
+    model: LatencyModel  # the profile: step times and capacity, the simulator's ground truth
+    usd_per_hour: float  # per replica
+    replicas: int = 1
+
+
+@dataclass
+class _Req:
+    plan: Planned
+    sent: float
+    record: Record
+    backend: int = -1
+
+
+@dataclass(order=True)
+class _Seq:
+    finish_step: int
+    order: int
+    start_step: int = field(compare=False)
+    start_context: int = field(compare=False)
+    reserved: int = field(compare=False)
+    req: _Req = field(compare=False)
+
+
+class _Replica:
+    """One engine. `step` counts decode steps; a sequence's context at step s is
+    start_context + s - start_step, so advancing k steps touches no sequence."""
+
+    def __init__(self, model: LatencyModel, index: int) -> None:
+        self.m = model
+        self.index = index  # among its backend's replicas
+        self.step = 0
+        self.heap: list[_Seq] = []
+        self.context_sum = 0
+        self.reserved = 0
+        self.waiting: deque[_Req] = deque()
+        self.prefilling: list[_Req] = []
+        self.op: str | None = None  # None (idle), "prefill", "decode"
+        self.op_t0 = 0.0  # start of the op
+        self.op_end = 0.0
+        self.step_ms = 0.0  # decode phase: time per step
+        self.phase_steps = 0  # decode phase: steps planned
+        self.version = 0  # bumps invalidate scheduled events
+        self.order = 0
+
+    def count(self) -> int:
+        return len(self.heap) + len(self.waiting) + len(self.prefilling)
+
+    def view(self, now: float) -> tuple[tuple[RunningSeq, ...], tuple[RequestShape, ...]]:
+        """What the router knows: running sequences (context, remaining), and requests still
+        waiting for their first token (queued or in a prefill), in arrival order."""
+        cur = self.step
+        if self.op == "decode" and self.step_ms > 0:
+            cur += min(int((now - self.op_t0) * 1e3 / self.step_ms), self.phase_steps)
+        running = tuple(RunningSeq(s.start_context + cur - s.start_step, max(s.finish_step - cur, 1))
+                        for s in self.heap)
+        waiting = tuple(RequestShape(r.plan.prompt_tokens, r.plan.output_tokens)
+                        for r in (*self.prefilling, *self.waiting))
+        return running, waiting
+
+    def can_admit(self, req: _Req, extra_seqs: int, extra_kv: int) -> bool:
+        need = req.plan.prompt_tokens + req.plan.output_tokens
+        if len(self.heap) + extra_seqs >= self.m.max_num_seqs:
+            return False
+        return self.reserved + extra_kv + need <= self.m.kv_tokens or not (self.heap or extra_seqs)
+
+
+class Simulation:
+    """One run. `run()` returns the records, one per planned request, in index order."""
+
+    def __init__(self, backends: list[SimBackend], policy: Policy, spec: WorkloadSpec,
+                 fallback: Fallback = "fastest") -> None:
+        self.backends = backends
+        self.policy = policy
+        self.spec = spec
+        self.fallback = fallback
+        self.replicas = [[_Replica(b.model, r) for r in range(b.replicas)] for b in backends]
+        self.rates = [ArrivalRate() for _ in backends]
+        self.events: list[tuple[float, int, int, int, int]] = []  # (t, order, backend, replica, version)
+        self.order = 0
+        self.records: list[Record] = []
+        self.sequence = 0
+        self.decisions_ms = 0.0
+
+    # ------------------------------------------------------------------ driver
+
+    def run(self) -> list[Record]:
+        closed = self.spec.arrival.process == "closed"
+        arrivals: Iterator[Planned] = (plan_requests(self.spec) if closed
+                                       else bounded_plans(self.spec))
+        self._closed = closed
+        self._plans = arrivals
+        self._measured = 0
+        self._end = (None if self.spec.duration_s is None
+                     else self.spec.warmup_s + self.spec.duration_s)
+        pending: list[tuple[float, int, Planned]] = []
+        if closed:
+            assert self.spec.arrival.concurrency is not None
+            for _ in range(min(self.spec.arrival.concurrency, self.spec.max_in_flight)):
+                self._next_closed(0.0, pending)
+        else:
+            nxt = next(arrivals, None)
+            if nxt is not None:
+                pending.append((nxt.at_s or 0.0, nxt.index, nxt))
+        while pending or self.events:
+            if pending and (not self.events or pending[0][0] <= self.events[0][0]):
+                t, _, plan = heapq.heappop(pending)
+                self._arrive(t, plan, pending)
+                if not closed:
+                    nxt = next(arrivals, None)
+                    if nxt is not None:
+                        heapq.heappush(pending, (nxt.at_s or 0.0, nxt.index, nxt))
+            else:
+                t, _, b, r, version = heapq.heappop(self.events)
+                rep = self.replicas[b][r]
+                if version == rep.version:
+                    self._op_done(t, b, rep, pending)
+        self.records.sort(key=lambda rec: rec.index)
+        return self.records
+
+    def _next_closed(self, t: float, pending: list[tuple[float, int, Planned]]) -> None:
+        if self._end is not None and t >= self._end:
+            return
+        warm = t < self.spec.warmup_s
+        if not warm:
+            if self.spec.num_requests is not None and self._measured >= self.spec.num_requests:
+                return
+            self._measured += 1
+        plan = next(self._plans, None)
+        if plan is not None:
+            heapq.heappush(pending, (t, plan.index, Planned(
+                plan.index, t, plan.prompt_tokens, plan.output_tokens, plan.component,
+                plan.slo_class, plan.slo, plan.prompt, warm)))
+
+    # ------------------------------------------------------------------ routing
+
+    def _arrive(self, t: float, plan: Planned, pending: list[tuple[float, int, Planned]]) -> None:
+        record = Record(index=plan.index, sent_s=t, scheduled_s=t, component=plan.component,
+                        slo_class=plan.slo_class, slo=dict(plan.slo), warmup=plan.warmup,
+                        planned_prompt_tokens=plan.prompt_tokens,
+                        planned_output_tokens=plan.output_tokens,
+                        prompt_tokens=plan.prompt_tokens, usage_from_server=True)
+        self.records.append(record)
+        req = _Req(plan, t, record)
+        chosen: list[_Replica] = []
+        views = []
+        for b, spec in enumerate(self.backends):
+            rep = min(self.replicas[b], key=_Replica.count)
+            chosen.append(rep)
+            running, waiting = rep.view(t)
+            rate, mean_prompt = self.rates[b].read(t)
+            load = BackendLoad(running, waiting, rate / spec.replicas, mean_prompt)
+            views.append(BackendView(spec.id, spec.usd_per_hour, spec.model, load, _NO_CORRECTION))
+        ctx = RoutingContext(RequestShape(plan.prompt_tokens, plan.output_tokens),
+                             Slo(**plan.slo), tuple(views), self.fallback, self.sequence)
+        self.sequence += 1
+        decision = self.policy.choose(ctx)
+        if decision.backend_id is None:
+            record.status, record.error = 429, f"rejected: {decision.reason}"
+            record.done_s = 0.0
+            if self._closed:
+                self._next_closed(t, pending)
+            return
+        b = next(i for i, s in enumerate(self.backends) if s.id == decision.backend_id)
+        record.status = 200
+        record.headers = {BACKEND_HEADER: decision.backend_id, COST_HEADER: f"{decision.cost_usd:.12f}"}
+        req.backend = b
+        self.rates[b].add(t, plan.prompt_tokens)
+        rep = chosen[b]
+        rep.waiting.append(req)
+        self._kick(t, b, rep)
+
+    # ------------------------------------------------------------------ engines
+
+    def _kick(self, t: float, b: int, rep: _Replica) -> None:
+        """A request joined the queue: start work if idle, or cut a decode phase at the next
+        step boundary so it can be admitted there."""
+        if rep.op is None:
+            self._start_next(t, b, rep)
+        elif rep.op == "decode" and rep.can_admit(rep.waiting[0], 0, 0):
+            done = min(math.floor((t - rep.op_t0) * 1e3 / rep.step_ms) + 1, rep.phase_steps)
+            if done < rep.phase_steps:
+                rep.phase_steps = done
+                rep.op_end = rep.op_t0 + done * rep.step_ms / 1e3
+                self._schedule(rep.op_end, b, rep)
+
+    def _schedule(self, t: float, b: int, rep: _Replica) -> None:
+        rep.version += 1
+        self.order += 1
+        heapq.heappush(self.events, (t, self.order, b, rep.index, rep.version))
+
+    def _op_done(self, t: float, b: int, rep: _Replica,
+                 pending: list[tuple[float, int, Planned]]) -> None:
+        if rep.op == "prefill":
+            for req in rep.prefilling:
+                ttft = t - req.sent
+                req.record.token_s = [ttft]
+                remaining = req.plan.output_tokens - 1
+                if remaining <= 0:
+                    self._finish(t, req, 0, pending)
+                    continue
+                rep.order += 1
+                need = req.plan.prompt_tokens + req.plan.output_tokens
+                heapq.heappush(rep.heap, _Seq(rep.step + remaining, rep.order, rep.step,
+                                              req.plan.prompt_tokens, need, req))
+                rep.context_sum += req.plan.prompt_tokens
+                rep.reserved += need
+            rep.prefilling = []
+        elif rep.op == "decode":
+            k = rep.phase_steps
+            rep.step += k
+            rep.context_sum += k * len(rep.heap)
+            while rep.heap and rep.heap[0].finish_step == rep.step:
+                seq = heapq.heappop(rep.heap)
+                rep.context_sum -= seq.start_context + rep.step - seq.start_step
+                rep.reserved -= seq.reserved
+                self._finish(t, seq.req, seq.finish_step - seq.start_step, pending)
+        self._start_next(t, b, rep)
+
+    def _finish(self, t: float, req: _Req, decoded: int,
+                pending: list[tuple[float, int, Planned]]) -> None:
+        rec = req.record
+        rec.end_s = rec.done_s = t - req.sent
+        rec.completion_tokens = decoded + 1
+        if self._closed:
+            self._next_closed(t, pending)
+
+    def _start_next(self, t: float, b: int, rep: _Replica) -> None:
+        group: list[_Req] = []
+        kv = 0
+        while rep.waiting and rep.can_admit(rep.waiting[0], len(group), kv):
+            req = rep.waiting.popleft()
+            group.append(req)
+            kv += req.plan.prompt_tokens + req.plan.output_tokens
+        if group:
+            ms, _ = rep.m.prefill_ms(len(group), max(r.plan.prompt_tokens for r in group))
+            rep.op, rep.op_t0, rep.prefilling = "prefill", t, group
+            rep.op_end = t + ms / 1e3
+            self._schedule(rep.op_end, b, rep)
+            return
+        if not rep.heap:
+            rep.op = None
+            for req in rep.waiting:  # cannot fit even alone: fail rather than wait forever
+                req.record.status, req.record.error = 413, "request exceeds the backend's capacity"
+                req.record.done_s = t - req.sent
+            rep.waiting.clear()
+            return
+        batch = len(rep.heap)
+        n = rep.heap[0].finish_step - rep.step
+        mid = (rep.context_sum + batch * n / 2) / batch
+        step_ms, _ = rep.m.decode_step_ms(batch, mid)
+        rep.op, rep.op_t0, rep.step_ms, rep.phase_steps = "decode", t, step_ms, n
+        rep.op_end = t + n * step_ms / 1e3
+        self._schedule(rep.op_end, b, rep)
+
+
+_NO_CORRECTION = Correction()
+
+
+def simulate(backends: list[SimBackend], policy: Policy, spec: WorkloadSpec,
+             fallback: Fallback = "fastest") -> list[Record]:
+    return Simulation(backends, policy, spec, fallback).run()

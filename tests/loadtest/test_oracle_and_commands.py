@@ -1,0 +1,86 @@
+"""The cost oracle is a lower bound; `costroute simulate` and `costroute plan` end to end
+(pure: profiles, the simulator, HiGHS; no engines)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+from loadtest.oracle import least_replica_ms, oracle_cost
+from loadtest.simulator import SimBackend, simulate
+from loadtest.workload import parse_workload
+from profiles.latency import BackendLoad, LatencyModel, RequestShape
+from serving.cli import main
+from serving.config import parse_fleet_config
+from serving.policies import make_policy
+from tests.profiles.synthetic import synthetic_profile
+
+ROOT = Path(__file__).parents[2]
+
+
+def fleet() -> list[SimBackend]:
+    return [SimBackend("fast", LatencyModel(synthetic_profile(max_num_seqs=8)), 1.0),
+            SimBackend("slow", LatencyModel(synthetic_profile(step_base_ms=8.0,
+                                                              max_num_seqs=8)), 0.2)]
+
+
+def test_least_replica_time_is_below_any_real_share() -> None:
+    model = LatencyModel(synthetic_profile(max_num_seqs=8))
+    alone = model.predict(RequestShape(64, 16), BackendLoad())
+    assert 0 < least_replica_ms(model, 64, 16) < alone.replica_ms
+
+
+@pytest.mark.parametrize("policy", ["cost-slo", "round-robin", "fastest", "cheapest"])
+def test_no_policy_beats_the_oracle(policy: str) -> None:
+    spec = parse_workload({
+        "arrival": {"rate_rps": 30.0}, "num_requests": 600, "seed": 3,
+        "slo_classes": {"i": {"ttft_ms": 60, "tpot_ms": 9}}, "slo_mix": {"i": 1},
+        "mix": [{"prompt_tokens": {"dist": "uniform", "mean": 100, "range_ratio": 0.5},
+                 "output_tokens": {"dist": "uniform", "mean": 20, "range_ratio": 0.5}}]})
+    records = simulate(fleet(), make_policy(policy), spec)
+    bound = oracle_cost(records, fleet())
+    spent = sum(r.cost_usd or 0 for r in records if r.ok)
+    assert bound.status == "optimal" and 0 < bound.usd <= spent
+
+
+def test_simulate_cli_writes_a_summary_with_the_oracle(tmp_path: Path,
+                                                       capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "sim"
+    assert main(["simulate", "--fleet", "deploy/local.yaml", "--rate", "3", "--mix", "chat-doc",
+                 "--slo-mix", "interactive=0.3,standard=0.7", "--duration", "60",
+                 "--out", str(out), "--no-report"]) == 0
+    s = json.loads((out / "summary.json").read_text())
+    assert s["simulated"] is True and s["requests"]["measured"] > 100
+    assert set(s["backends"]) <= {"cpu-vllm", "cpu-onnxruntime", "cpu-onnxruntime-1t"}
+    oracle = s["simulation"]["oracle"]
+    assert oracle["policy_over_oracle"] >= 1.0
+    assert "policy / oracle" in capsys.readouterr().out
+
+
+def test_simulate_sweep_names_the_cheapest_setting(tmp_path: Path,
+                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "sweep"
+    assert main(["simulate", "--rate", "3", "--duration", "40", "--slo-mix", "standard=1",
+                 "--sweep", "policy=cost-slo,round-robin", "--attainment", "0.9",
+                 "--out", str(out), "--no-report", "--no-oracle"]) == 0
+    text = capsys.readouterr().out
+    assert "cheapest setting with attainment >= 0.9: policy=cost-slo" in text
+    assert (out / "compare.md").exists() and (out / "plots" / "compare.png").exists()
+
+
+def test_plan_cli_on_the_example_catalogue(tmp_path: Path) -> None:
+    out = tmp_path / "plan"
+    assert main(["plan", "--catalogue", "docs/examples/planning/catalogue.yaml",
+                 "--workload", "docs/examples/planning/workload.yaml",
+                 "--check-duration", "30", "--out", str(out)]) == 0
+    plan = json.loads((out / "plan.json").read_text())
+    assert plan["plan"]["status"] == "optimal"
+    homo = plan["cheapest_homogeneous"]
+    assert plan["plan"]["usd_per_hour"] <= homo["usd_per_hour"]
+    assert plan["simulated_check"]["plan"]["requests"] > 0
+    fleet_cfg = parse_fleet_config(yaml.safe_load((out / "fleet.yaml").read_text()))
+    assert {b.id: b.replicas for b in fleet_cfg.backends} == plan["plan"]["replicas"]
+    assert "Saving" in (out / "plan.md").read_text() or plan["saving"]["usd_per_hour"] == 0

@@ -1,0 +1,148 @@
+"""The simulator (pure): closed forms, batching, determinism, and the policy registry it
+shares with the live ingress."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import ClassVar
+
+import numpy as np
+import pytest
+
+from loadtest.simulator import SimBackend, simulate
+from loadtest.workload import parse_workload
+from profiles.latency import LatencyModel
+from serving.policies import Decision, Policy, RoutingContext, make_policy
+from tests.profiles.synthetic import synthetic_profile
+
+ROOT = Path(__file__).parents[2]
+
+
+def flat(step_ms: float = 2.0, prefill_ms: float = 1.0, seqs: int = 1, bid: str = "a",
+         price: float = 1.0, replicas: int = 1) -> SimBackend:
+    table = synthetic_profile(prefill_ms_per_token=0.0, step_base_ms=step_ms, step_per_seq_ms=0.0,
+                              step_per_kctx_ms=0.0, max_num_seqs=seqs, backend_id=bid)
+    # prefill is 1.0 ms in the synthetic table when per-token cost is 0
+    assert prefill_ms == 1.0
+    return SimBackend(bid, LatencyModel(table), price, replicas)
+
+
+def workload(**over):  # type: ignore[no-untyped-def]
+    raw = {"arrival": {"process": "poisson", "rate_rps": 30.0},
+           "mix": [{"prompt_tokens": {"mean": 32}, "output_tokens": {"mean": 11}}],
+           "num_requests": 20_000, "seed": 1}
+    raw.update(over)
+    return parse_workload(raw)
+
+
+def test_one_request_at_a_time_is_an_m_d_1_queue() -> None:
+    # service S = prefill 1 ms + 10 decode steps x 2 ms = 21 ms; Poisson at 30/s: rho = 0.63
+    records = simulate([flat()], make_policy("round-robin"), workload())
+    s, lam = 0.021, 30.0
+    rho = lam * s
+    wait = rho * s / (2 * (1 - rho))  # Pollaczek-Khinchine, deterministic service
+    ttft = np.array([r.ttft_ms for r in records])
+    assert ttft.mean() == pytest.approx((wait + 0.001) * 1e3, rel=0.04)
+    e2e_minus_ttft = np.array([(r.e2e_ms or 0) - (r.ttft_ms or 0) for r in records])
+    assert np.allclose(e2e_minus_ttft, 20.0)
+    assert all(r.completion_tokens == 11 and r.tpot_ms == pytest.approx(2.0) for r in records)
+
+
+def test_spaced_arrivals_see_the_bare_service_time() -> None:
+    spec = workload(arrival={"process": "constant", "rate_rps": 10.0}, num_requests=20)
+    for r in simulate([flat()], make_policy("round-robin"), spec):
+        assert (r.ttft_ms, r.e2e_ms) == (pytest.approx(1.0), pytest.approx(21.0))
+
+
+def test_requests_arriving_together_are_prefilled_together_and_batched() -> None:
+    table = synthetic_profile(max_num_seqs=8)
+    model = LatencyModel(table)
+    spec = workload(arrival={"process": "constant", "rate_rps": 1e6}, num_requests=4)
+    records = simulate([SimBackend("a", model, 1.0)], make_policy("round-robin"), spec)
+    # the first arrives alone at an idle engine; the other three queue behind its prefill and
+    # are prefilled together at its end, then all four decode in one batch
+    first, rest = records[0], records[1:]
+    assert first.ttft_ms == pytest.approx(model.prefill_ms(1, 32)[0], rel=1e-6)
+    t_rest = first.ttft_ms + model.prefill_ms(3, 32)[0]
+    assert all(r.ttft_ms == pytest.approx(t_rest, abs=0.01) for r in rest)  # sent 1 us apart
+    assert len({round(r.e2e_ms - r.ttft_ms, 6) for r in rest}) == 1
+
+
+def test_a_bigger_batch_decodes_slower_per_step() -> None:
+    model = LatencyModel(synthetic_profile(max_num_seqs=8))
+    one = simulate([SimBackend("a", model, 1.0)], make_policy("round-robin"),
+                   workload(arrival={"process": "constant", "rate_rps": 1.0}, num_requests=3))
+    many = simulate([SimBackend("a", model, 1.0)], make_policy("round-robin"),
+                    workload(arrival={"process": "constant", "rate_rps": 1e6}, num_requests=8))
+    assert max(r.tpot_ms for r in many) > max(r.tpot_ms for r in one)
+
+
+def test_same_seed_same_run() -> None:
+    backends = [flat(seqs=4, bid="a"), flat(step_ms=4.0, seqs=4, bid="b", price=0.1)]
+    spec = workload(num_requests=2000, slo_classes={"i": {"ttft_ms": 30}}, slo_mix={"i": 1})
+    a = simulate(backends, make_policy("cost-slo"), spec)
+    b = simulate(backends, make_policy("cost-slo"), spec)
+    assert [r.to_json() for r in a] == [r.to_json() for r in b]
+    other = simulate(backends, make_policy("cost-slo"), workload(num_requests=2000, seed=2,
+                     slo_classes={"i": {"ttft_ms": 30}}, slo_mix={"i": 1}))
+    assert [r.to_json() for r in a] != [r.to_json() for r in other]
+
+
+def test_cost_slo_prefers_the_cheap_backend_until_it_would_miss() -> None:
+    backends = [flat(seqs=1, bid="fast", price=1.0), flat(step_ms=4.0, seqs=1, bid="cheap",
+                                                          price=0.1)]
+    spec = workload(arrival={"process": "poisson", "rate_rps": 40.0}, num_requests=3000,
+                    slo_classes={"i": {"e2e_ms": 120}}, slo_mix={"i": 1})
+    records = simulate(backends, make_policy("cost-slo"), spec)
+    share = sum(r.backend == "cheap" for r in records) / len(records)
+    assert 0.3 < share < 0.95  # cheap first, fast when cheap's queue would miss the SLO
+    assert sum(r.met_slo() for r in records) / len(records) > 0.97
+    assert all(r.cost_usd is not None for r in records)
+
+
+def test_replicas_share_the_load() -> None:
+    one = simulate([flat(replicas=1)], make_policy("round-robin"), workload(num_requests=3000))
+    two = simulate([flat(replicas=2)], make_policy("round-robin"), workload(num_requests=3000))
+    assert np.mean([r.ttft_ms for r in two]) < 0.5 * np.mean([r.ttft_ms for r in one])
+
+
+def test_reject_fallback_records_429s() -> None:
+    spec = workload(num_requests=50, slo_classes={"i": {"ttft_ms": 0.5}}, slo_mix={"i": 1})
+    records = simulate([flat()], make_policy("cost-slo"), spec, fallback="reject")
+    assert all(r.status == 429 and not r.ok for r in records)
+
+
+def test_closed_loop_keeps_the_concurrency() -> None:
+    spec = workload(arrival={"process": "closed", "concurrency": 3}, num_requests=30)
+    records = simulate([flat(seqs=8)], make_policy("round-robin"), spec)
+    assert len(records) == 30 and all(r.ok for r in records)
+    # three start at 0, together; each later one starts when one finishes
+    assert sorted(r.sent_s for r in records)[:3] == [0.0, 0.0, 0.0]
+
+
+class PickLast(Policy):
+    """A policy defined outside serving/: registered by subclassing, like the built-ins."""
+
+    name: ClassVar[str] = "test-pick-last"
+
+    def choose(self, ctx: RoutingContext) -> Decision:
+        b = ctx.backends[-1]
+        return Decision(b.id, None, 0.0, "last", False)
+
+
+def test_the_simulator_and_the_live_ingress_share_one_policy_registry() -> None:
+    from serving.config import parse_fleet_config
+    from serving.router import Router
+
+    # the live ingress builds its policy through make_policy, from the same registry...
+    measured = str(ROOT / "profiles" / "tables" / "cpu-onnxruntime.json")
+    config = parse_fleet_config({
+        "policy": {"name": "test-pick-last"},
+        "backends": [{"id": i, "engine": "onnxruntime", "accelerator": "cpu",
+                      "usd_per_hour": 1.0, "profile": measured} for i in ("x", "y")]})
+    router = Router(config, tokenizer=None, max_model_len=2048)
+    assert type(router.policy) is PickLast and Policy.registry["test-pick-last"] is PickLast
+    # ...and the simulator runs that very class
+    records = simulate([flat(bid="x"), flat(bid="y")], make_policy("test-pick-last"),
+                       workload(num_requests=20))
+    assert {r.backend for r in records} == {"y"}
