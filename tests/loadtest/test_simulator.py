@@ -12,7 +12,8 @@ import pytest
 from loadtest.simulator import SimBackend, simulate
 from loadtest.workload import parse_workload
 from profiles.latency import LatencyModel
-from serving.policies import Decision, Policy, RoutingContext, make_policy
+from serving.policies import Decision, Policy, RoutingContext, evaluate, make_policy
+from serving.policies.base import decide
 from tests.profiles.synthetic import synthetic_profile
 
 ROOT = Path(__file__).parents[2]
@@ -126,8 +127,8 @@ class PickLast(Policy):
     name: ClassVar[str] = "test-pick-last"
 
     def choose(self, ctx: RoutingContext) -> Decision:
-        b = ctx.backends[-1]
-        return Decision(b.id, None, 0.0, "last", False)
+        candidates = evaluate(ctx)
+        return decide(candidates[-1], candidates, "the last backend")
 
 
 def test_the_simulator_and_the_live_ingress_share_one_policy_registry() -> None:
