@@ -48,6 +48,10 @@ def register(sub: Any) -> None:
                    help="simulate only these backends of the fleet (repeatable)")
     p.add_argument("--replicas", action="append", default=[], metavar="ID=N",
                    help="override a backend's replica count (repeatable)")
+    p.add_argument("--profile", action="append", default=[], metavar="ID=PATH",
+                   help="what a backend's replicas really do, if not its fleet profile "
+                        "(repeatable), e.g. a table measured through the serving path; the "
+                        "router still predicts with the fleet's tables")
     p.add_argument("--policy", default=None, help="policy name or import path (default: the fleet's)")
     p.add_argument("--policy-param", action="append", default=[], metavar="K=V",
                    help="policy parameter (repeatable; numbers are read as numbers)")
@@ -62,6 +66,10 @@ def register(sub: Any) -> None:
     p.add_argument("--out", default=None, help="output folder (default runs/simulate-UTCSTAMP)")
     p.add_argument("--label", default=None, help="short name in reports")
     p.add_argument("--no-report", action="store_true", help="records and summary only")
+    p.add_argument("--against", default=None, metavar="RUN",
+                   help="validate: simulate the workload of this live load-test run (its "
+                        "summary.json names it) and compare attainment, TTFT, TPOT and "
+                        "share per backend with what was measured")
     p.add_argument("--no-oracle", action="store_true",
                    help="skip the cost oracle (an LP lower bound on any router's cost)")
     p.set_defaults(func=_cmd_simulate)
@@ -76,14 +84,20 @@ def _value(text: str) -> Any:
     return {"true": True, "false": False}.get(text.lower(), text)
 
 
-def fleet_backends(fleet: Any, replicas: dict[str, int]) -> list[Any]:
+def fleet_backends(fleet: Any, replicas: dict[str, int],
+                   profiles: dict[str, str] | None = None) -> list[Any]:
     from loadtest.simulator import SimBackend
     from profiles.latency import LatencyModel
     from profiles.table import load_profile
 
+    profiles = profiles or {}
+    unknown = sorted(set(profiles) - {b.id for b in fleet.backends})
+    if unknown:
+        raise ConfigError(f"--profile names backends not in the fleet: {unknown}", "profile")
     return [SimBackend(b.id, LatencyModel(load_profile(b.profile)), b.usd_per_hour,
                        replicas.get(b.id, b.replicas if b.autoscaling is None
-                                    else max(b.autoscaling.min_replicas, 1)))
+                                    else max(b.autoscaling.min_replicas, 1)),
+                       LatencyModel(load_profile(profiles[b.id])) if b.id in profiles else None)
             for b in fleet.backends]
 
 
@@ -164,8 +178,20 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
     if unknown or any(n < 1 for n in replicas.values()):
         raise ConfigError(f"--replicas: unknown backend {unknown} or a count < 1 ({replicas})",
                           "replicas")
-    spec = workload_from_args(args, dict(fleet.slo_classes))
-    backends = fleet_backends(fleet, replicas)
+    if args.against:
+        from loadtest.results import read_summary
+        from loadtest.workload import parse_workload
+
+        live = read_summary(args.against)
+        if live.get("simulated"):
+            raise ConfigError(f"--against {args.against} is a simulated run; give a live one",
+                              "against")
+        spec = parse_workload(live["workload"], f"{args.against} workload")
+    else:
+        live = None
+        spec = workload_from_args(args, dict(fleet.slo_classes))
+    profiles = _pairs(",".join(args.profile), "profile", str) if args.profile else {}
+    backends = fleet_backends(fleet, replicas, profiles)
     policy = args.policy or fleet.policy.name
     params = dict(fleet.policy.params) if args.policy is None else {}
     params.update({k: _value(v) for k, v in (_pairs(",".join(args.policy_param), "policy_param",
@@ -173,6 +199,13 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
     fallback = args.fallback or fleet.fallback
     out = Path(args.out) if args.out else Path("runs") / (
         f"simulate-{datetime.now(UTC).strftime('%Y%m%d-%H%M%S')}")
+    if live is not None:
+        s = simulate_run(fleet, backends, policy, params, fallback, spec, out,
+                         args.label or f"simulated {live.get('label', '')}".strip(),
+                         not args.no_report, False)
+        text = write_validation(out, live, s)
+        print(text)
+        return 0
     if not args.sweep:
         s = simulate_run(fleet, backends, policy, params, fallback, spec, out,
                          args.label or out.name, not args.no_report, not args.no_oracle)
@@ -242,3 +275,71 @@ def cheapest_meeting(summaries: list[dict[str, Any]], target: float) -> str:
     return (f"cheapest setting with attainment >= {target}: {best['label']} (attainment "
             f"{best['slo']['attainment']:.3f}, attributed ${cost(best):.4g} per 1M output "
             f"tokens)")
+
+
+# Goals of the validation (issue 7): attainment within 3 points, median TTFT and TPOT
+# within 15% of the live run.
+_GOALS = {"attainment_points": 3.0, "median_rel": 0.15}
+
+
+def validation_rows(live: dict[str, Any], sim: dict[str, Any]) -> list[dict[str, Any]]:
+    """Live vs simulated, metric by metric: shares and attainments compared in points,
+    latencies relatively; the goal is judged on attainment and the TTFT / TPOT medians."""
+    rows: list[dict[str, Any]] = []
+
+    def add(name: str, a: float | None, b: float | None, points: bool, judged: bool) -> None:
+        gap = None
+        if a is not None and b is not None:
+            gap = (b - a) * 100 if points else ((b - a) / a if a else None)
+        limit = _GOALS["attainment_points"] if points else _GOALS["median_rel"]
+        rows.append({"metric": name, "live": a, "simulated": b, "gap": gap,
+                     "unit": "points" if points else "relative",
+                     "meets_goal": (abs(gap) <= limit) if judged and gap is not None else None})
+
+    add("SLO attainment", live["slo"]["attainment"], sim["slo"]["attainment"], True, True)
+    for cls, v in sorted(live["slo"]["classes"].items()):
+        other = sim["slo"]["classes"].get(cls, {}).get("attainment")
+        add(f"attainment, class {cls}", v["attainment"], other, True, False)
+    for m in ("ttft", "tpot"):
+        add(f"{m.upper()} p50 (ms)", live["latency_ms"][m]["median"],
+            sim["latency_ms"][m]["median"], False, True)
+        add(f"{m.upper()} p90 (ms)", live["latency_ms"][m]["p90"], sim["latency_ms"][m]["p90"],
+            False, False)
+    add("E2E p50 (ms)", live["latency_ms"]["e2e"]["median"], sim["latency_ms"]["e2e"]["median"],
+        False, False)
+    for b in sorted(set(live["backends"]) | set(sim["backends"])):
+        add(f"share {b}", live["backends"].get(b, {}).get("share", 0.0),
+            sim["backends"].get(b, {}).get("share", 0.0), True, False)
+    return rows
+
+
+def write_validation(out: Path, live: dict[str, Any], sim: dict[str, Any]) -> str:
+    from loadtest.results import write_json
+
+    rows = validation_rows(live, sim)
+    write_json(out / "validation.json", {
+        "schema": "costroute-simulator-validation", "schema_version": 1,
+        "live_run": live["_path"], "live_command": live.get("command"),
+        "simulate_command": sim["command"], "workload": live["workload_description"],
+        "goals": _GOALS, "rows": rows})
+
+    def fmt(v: float | None, unit: str, gap: bool = False) -> str:
+        if v is None:
+            return "–"
+        if unit == "points":
+            return f"{v:+.1f} pts" if gap else f"{v * 100:.1f}%"
+        return f"{v * 100:+.1f}%" if gap else f"{v:.3g}"
+
+    lines = [f"# Simulator vs live: {live.get('label', '')}", "",
+             f"Workload: {live['workload_description']}.", "",
+             f"Live run: `{live.get('command')}`", "",
+             f"Simulation: `{sim['command']}`", "",
+             "| metric | live | simulated | gap | goal |", "| --- | --- | --- | --- | --- |"]
+    for r in rows:
+        goal = {True: "met", False: "MISSED", None: ""}[r["meets_goal"]]
+        lines.append(f"| {r['metric']} | {fmt(r['live'], r['unit'])} | "
+                     f"{fmt(r['simulated'], r['unit'])} | {fmt(r['gap'], r['unit'], True)} "
+                     f"| {goal} |")
+    lines += ["", "Goals: SLO attainment within 3 points; median TTFT and TPOT within 15%."]
+    (out / "validation.md").write_text("\n".join(lines) + "\n")
+    return "\n".join(lines)

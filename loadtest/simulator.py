@@ -13,9 +13,11 @@ reads a clock.
 Routing is the live router's: for each request the policy (`serving.policies.make_policy`,
 the same registry and code the ingress uses) gets a `RoutingContext` built as the ingress
 builds it, with each backend's load as the router would see it (requests waiting for their
-first token, running ones with their context and remaining tokens, recent arrivals). Within a
-backend a request goes to the replica with the fewest requests, as Ray Serve's
-power-of-two-choices does on average.
+first token, running ones with their context and remaining tokens, recent arrivals), and the
+same online correction learned from what the simulated replicas really did. A backend may have
+two profiles: the router's (`model`, what the policy predicts with) and the replicas' truth
+(`truth`, e.g. one measured through the serving path). Within a backend a request goes to the
+replica with the fewest requests, as Ray Serve's power-of-two-choices does on average.
 """
 
 from __future__ import annotations
@@ -28,7 +30,14 @@ from dataclasses import dataclass, field
 
 from loadtest.records import BACKEND_HEADER, COST_HEADER, Record
 from loadtest.workload import Planned, WorkloadSpec, bounded_plans, plan_requests
-from profiles.latency import BackendLoad, Correction, LatencyModel, RequestShape, RunningSeq
+from profiles.latency import (
+    BackendLoad,
+    Correction,
+    LatencyModel,
+    Prediction,
+    RequestShape,
+    RunningSeq,
+)
 from profiles.tracking import ArrivalRate
 from serving.policies import BackendView, Policy, RoutingContext, Slo
 from serving.policies.base import Fallback
@@ -37,9 +46,14 @@ from serving.policies.base import Fallback
 @dataclass(frozen=True)
 class SimBackend:
     id: str
-    model: LatencyModel  # the profile: step times and capacity, the simulator's ground truth
+    model: LatencyModel  # the router's profile (what the policy predicts with)
     usd_per_hour: float  # per replica
     replicas: int = 1
+    truth: LatencyModel | None = None  # what the replicas really do; None: the same profile
+
+    @property
+    def engine(self) -> LatencyModel:
+        return self.truth or self.model
 
 
 @dataclass
@@ -48,6 +62,7 @@ class _Req:
     sent: float
     record: Record
     backend: int = -1
+    prediction: Prediction | None = None
 
 
 @dataclass(order=True)
@@ -112,8 +127,9 @@ class Simulation:
         self.policy = policy
         self.spec = spec
         self.fallback = fallback
-        self.replicas = [[_Replica(b.model, r) for r in range(b.replicas)] for b in backends]
+        self.replicas = [[_Replica(b.engine, r) for r in range(b.replicas)] for b in backends]
         self.rates = [ArrivalRate() for _ in backends]
+        self.corrections = [Correction() for _ in backends]  # learned as the live router does
         self.events: list[tuple[float, int, int, int, int]] = []  # (t, order, backend, replica, version)
         self.order = 0
         self.records: list[Record] = []
@@ -188,7 +204,8 @@ class Simulation:
             running, waiting = rep.view(t)
             rate, mean_prompt = self.rates[b].read(t)
             load = BackendLoad(running, waiting, rate / spec.replicas, mean_prompt)
-            views.append(BackendView(spec.id, spec.usd_per_hour, spec.model, load, _NO_CORRECTION))
+            views.append(BackendView(spec.id, spec.usd_per_hour, spec.model, load,
+                                     self.corrections[b]))
         ctx = RoutingContext(RequestShape(plan.prompt_tokens, plan.output_tokens),
                              Slo(**plan.slo), tuple(views), self.fallback, self.sequence)
         self.sequence += 1
@@ -203,6 +220,7 @@ class Simulation:
         record.status = 200
         record.headers = {BACKEND_HEADER: decision.backend_id, COST_HEADER: f"{decision.cost_usd:.12f}"}
         req.backend = b
+        req.prediction = decision.prediction
         self.rates[b].add(t, plan.prompt_tokens)
         rep = chosen[b]
         rep.waiting.append(req)
@@ -260,6 +278,9 @@ class Simulation:
         rec = req.record
         rec.end_s = rec.done_s = t - req.sent
         rec.completion_tokens = decoded + 1
+        if req.prediction is not None:  # the online correction, as serving/state.py applies it
+            c = self.corrections[req.backend]
+            self.corrections[req.backend] = c.update(req.prediction, rec.ttft_ms, rec.tpot_ms)
         if self._closed:
             self._next_closed(t, pending)
 
@@ -291,8 +312,6 @@ class Simulation:
         rep.op_end = t + n * step_ms / 1e3
         self._schedule(rep.op_end, b, rep)
 
-
-_NO_CORRECTION = Correction()
 
 
 def simulate(backends: list[SimBackend], policy: Policy, spec: WorkloadSpec,

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from bisect import bisect_right
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+
+_MEMO_SIZE = 65_536
 
 
 @dataclass(frozen=True)
@@ -21,8 +23,22 @@ class Grid2D:
     xs: tuple[float, ...]
     ys: tuple[float, ...]
     values: tuple[tuple[float, ...], ...]
+    _memo: dict[tuple[float, float], tuple[float, bool]] = field(
+        default_factory=dict, compare=False, repr=False)
 
     def __call__(self, x: float, y: float) -> tuple[float, bool]:
+        """The value at (x, y) and whether it lies outside the measured grid. Memoised:
+        the router and the simulator ask for the same few points again and again."""
+        hit = self._memo.get((x, y))
+        if hit is not None:
+            return hit
+        if len(self._memo) >= _MEMO_SIZE:
+            self._memo.clear()
+        result = self._compute(x, y)
+        self._memo[(x, y)] = result
+        return result
+
+    def _compute(self, x: float, y: float) -> tuple[float, bool]:
         outside = not (self.xs[0] <= x <= self.xs[-1] and self.ys[0] <= y <= self.ys[-1])
         x, y = max(x, self.xs[0]), max(y, self.ys[0])
         value = self._bilinear(x, y)

@@ -1,0 +1,65 @@
+#!/usr/bin/env bash
+# The simulator against reality on the default CPU fleet (deploy/local.yaml).
+#  1. Profile each backend THROUGH THE SERVING PATH: `costroute serve --backend ID`, then
+#     `costroute profile measure --url` (HTTP, Ray Serve proxy -> ingress -> replica), so the
+#     tables include what a client sees, not only the engine (profiles/served/).
+#  2. Live: `costroute serve` (the whole fleet) and two 60-second load tests of the mixed
+#     chat/document workload, at 1.5 and 3 req/s (live-*/).
+#  3. `costroute simulate --against` each live run, once with the fleet's own (in-process)
+#     tables and once with the served tables (sim-*/validation.md).
+#
+#   docs/examples/simulator-validation/run.sh          (~15 min on a 2-core machine)
+set -euo pipefail
+cd "$(dirname "$0")/../../.."
+OUT=${OUT:-docs/examples/simulator-validation}
+PY=${PY:-.venv/bin/python}
+PORT=${PORT:-8300}
+LOGS=$(mktemp -d)
+CR=("$PY" -m serving.cli)
+
+serve() {  # serve NAME [--backend ID]: start, wait until it serves
+  local name=$1; shift
+  "${CR[@]}" serve --config deploy/local.yaml --port "$PORT" "$@" \
+      > "$LOGS/$name.out" 2> "$LOGS/$name.err" &
+  SERVE_PID=$!
+  until grep -q "costroute: serving" "$LOGS/$name.out"; do
+    kill -0 "$SERVE_PID" 2>/dev/null || { tail -20 "$LOGS/$name.err"; exit 1; }
+    sleep 1
+  done
+}
+stop() { kill -INT "$SERVE_PID"; wait "$SERVE_PID" || true; }
+capacity() {  # capacity ID KEY: from the backend's in-process table
+  "$PY" -c "import json,sys; print(json.load(open('profiles/tables/$1.json'))['capacity']['$2'])"
+}
+
+mkdir -p "$OUT/profiles/served"
+for b in cpu-vllm cpu-onnxruntime cpu-onnxruntime-1t; do
+  serve "profile-$b" --backend "$b"
+  "${CR[@]}" profile measure --url "http://127.0.0.1:$PORT" --model costroute-llama-tiny \
+      --backend-id "$b" --accelerator cpu --quick --out "$OUT/profiles/served/$b.json" \
+      --max-num-seqs "$(capacity "$b" max_num_seqs)" --kv-tokens "$(capacity "$b" kv_tokens)"
+  stop
+done
+
+WORKLOAD=(--mix chat-doc --slo-mix interactive=0.3,standard=0.5,batch=0.2 --seed 7
+          --duration 60 --warmup 5 --no-progress)
+serve fleet
+for rate in 1.5 3; do
+  rm -rf "$OUT/live-$rate"
+  "${CR[@]}" loadtest run --url "http://127.0.0.1:$PORT" --fleet deploy/local.yaml \
+      --rate "$rate" "${WORKLOAD[@]}" --out "$OUT/live-$rate" --label "live $rate req/s"
+done
+stop
+
+SERVED=()
+for b in cpu-vllm cpu-onnxruntime cpu-onnxruntime-1t; do
+  SERVED+=(--profile "$b=$OUT/profiles/served/$b.json")
+done
+for rate in 1.5 3; do
+  "${CR[@]}" simulate --fleet deploy/local.yaml --against "$OUT/live-$rate" \
+      --out "$OUT/sim-engine-tables-$rate" --label "simulated $rate req/s, engine tables"
+  "${CR[@]}" simulate --fleet deploy/local.yaml --against "$OUT/live-$rate" "${SERVED[@]}" \
+      --out "$OUT/sim-served-tables-$rate" --label "simulated $rate req/s, served tables"
+done
+rm -f "$OUT"/*/report.html  # the markdown reports and plots stay; keeps the repo small
+echo "serve logs: $LOGS"
