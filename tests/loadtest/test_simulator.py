@@ -97,7 +97,8 @@ def test_cost_slo_prefers_the_cheap_backend_until_it_would_miss() -> None:
     records = simulate(backends, make_policy("cost-slo"), spec)
     share = sum(r.backend == "cheap" for r in records) / len(records)
     assert 0.3 < share < 0.95  # cheap first, fast when cheap's queue would miss the SLO
-    assert sum(r.met_slo() for r in records) / len(records) > 0.97
+    # most meet it (the online correction, learned as live, trims some of the model's margin)
+    assert sum(r.met_slo() for r in records) / len(records) > 0.9
     assert all(r.cost_usd is not None for r in records)
 
 
