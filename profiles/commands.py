@@ -101,6 +101,9 @@ def _target_args(p: argparse.ArgumentParser) -> None:
                         "--model is then the served model name and --tokenizer-model the local "
                         "model whose vocabulary the prompts are drawn from")
     p.add_argument("--tokenizer-model", default="tiny", help="with --url: local model for vocab size")
+    p.add_argument("--pin-backend", default=None, metavar="ID",
+                   help="with --url on a costroute fleet: send every request to this backend "
+                        "(x-costroute-pin-backend), to profile it through the running fleet")
     p.add_argument("--max-num-seqs", type=int, default=32,
                    help="with --url: the server's concurrent-sequence cap (default 32)")
     p.add_argument("--max-model-len", type=int, default=2048,
@@ -117,7 +120,11 @@ async def _open_target(args: argparse.Namespace) -> tuple[Any, dict[str, Any], A
     if args.url:
         manifest = read_manifest(resolve_model(args.tokenizer_model))
         engine = {"name": "openai-http", "url": args.url, "served_model": args.model}
-        target = HttpTarget(args.url, args.model, engine)
+        pin = getattr(args, "pin_backend", None)
+        if pin:
+            engine["pinned_backend"] = pin
+        target = HttpTarget(args.url, args.model, engine,
+                            {"x-costroute-pin-backend": pin} if pin else None)
         facts = {
             "vocab_size": manifest["vocab_size"],
             "model": _model_facts(manifest),

@@ -82,14 +82,16 @@ class EngineTarget:
 class HttpTarget:
     """An OpenAI-compatible server: streams `/v1/completions` with prompt token ids."""
 
-    def __init__(self, base_url: str, model: str, description: dict[str, Any]) -> None:
+    def __init__(self, base_url: str, model: str, description: dict[str, Any],
+                 headers: dict[str, str] | None = None) -> None:
         import httpx
 
         self.base_url = base_url.rstrip("/")
         self.model = model
         self._description = description
-        self._client = httpx.AsyncClient(timeout=httpx.Timeout(600.0), limits=httpx.Limits(
-            max_connections=1024, max_keepalive_connections=1024))
+        self._client = httpx.AsyncClient(timeout=httpx.Timeout(600.0), headers=headers or {},
+                                         limits=httpx.Limits(max_connections=1024,
+                                                             max_keepalive_connections=1024))
 
     async def aclose(self) -> None:
         await self._client.aclose()

@@ -173,7 +173,8 @@ class Ingress:
                                                   parsed.max_tokens)
             parsed = parsed.with_max_tokens(max_tokens)
             assert parsed.sampling is not None
-            routed = self.router.route(ids, parsed.sampling, slo, slo_class)
+            pin = api.pinned_backend(request.headers, self.router.states)
+            routed = self.router.route(ids, parsed.sampling, slo, slo_class, pin=pin)
             if routed.decision.backend_id is None:
                 p = routed.decision.prediction
                 retry = max(1.0, (p.queue_ms if p else 1000) / 1000)

@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Annotated, Any, Literal, TypeVar
 
@@ -53,6 +53,7 @@ __all__ = [
     "completion_response",
     "parse_chat",
     "parse_completion",
+    "pinned_backend",
     "resolve_slo",
     "sse",
     "usage_chunk",
@@ -62,6 +63,7 @@ DEFAULT_COMPLETION_MAX_TOKENS = 16  # OpenAI's default when `max_tokens` is left
 DEFAULT_TEMPERATURE = 1.0  # OpenAI's and vLLM's default when `temperature` is left out
 SLO_HEADERS = {"ttft_ms": "x-slo-ttft-ms", "tpot_ms": "x-slo-tpot-ms", "e2e_ms": "x-slo-e2e-ms"}
 SLO_CLASS_HEADER = "x-slo-class"
+PIN_HEADER = "x-costroute-pin-backend"  # route to this backend, whatever the policy says
 
 
 # --------------------------------------------------------------------------- errors
@@ -479,6 +481,19 @@ def resolve_slo(
         targets.update(classes[class_name].model_dump(exclude_none=True))
     targets.update(explicit)
     return SloSpec(**targets), class_name
+
+
+def pinned_backend(headers: Mapping[str, str], backends: Iterable[str]) -> str | None:
+    """The backend a request pins with x-costroute-pin-backend (None: the policy decides)."""
+    lowered = {k.lower(): v for k, v in headers.items()}
+    pin = lowered.get(PIN_HEADER)
+    if pin is None:
+        return None
+    known = sorted(backends)
+    if pin.strip() not in known:
+        raise ApiError(400, f"header {PIN_HEADER} names unknown backend {_shown(pin)}; "
+                            f"known: {known}", param=PIN_HEADER)
+    return pin.strip()
 
 
 def _header_targets(lowered: Mapping[str, str]) -> dict[str, float]:

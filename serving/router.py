@@ -18,6 +18,7 @@ from profiles.table import load_profile
 from serving.config import FleetConfig, SloSpec
 from serving.metrics import Metrics
 from serving.policies import Decision, RoutingContext, Slo, make_policy
+from serving.policies.base import pinned
 from serving.state import BackendState, OutputLengths
 
 
@@ -59,7 +60,8 @@ class Router:
         return ids, max_tokens
 
     def route(self, ids: tuple[int, ...], sampling: SamplingParams, slo: SloSpec,
-              slo_class: str | None, now: float | None = None) -> Routed:
+              slo_class: str | None, now: float | None = None, pin: str | None = None) -> Routed:
+        """The policy's decision, or `pin`'s backend when the request names one."""
         now = time.monotonic() if now is None else now
         shape = RequestShape(len(ids), self.lengths.expected(sampling.max_tokens))
         ctx = RoutingContext(
@@ -69,7 +71,7 @@ class Router:
             fallback=self.config.fallback,
             sequence=next(self._sequence),
         )
-        decision = self.policy.choose(ctx)
+        decision = self.policy.choose(ctx) if pin is None else pinned(ctx, pin)
         rid = f"cr-{next(self._ids)}-{int(now * 1000) % 1_000_000}"
         return Routed(rid, ids, sampling, shape, slo, slo_class, decision)
 

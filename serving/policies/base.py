@@ -100,6 +100,15 @@ def decide(chosen: Candidate, all_: list[Candidate], reason: str,
                     bool(chosen.misses), rejected)
 
 
+def pinned(ctx: RoutingContext, backend_id: str) -> Decision:
+    """The request named its backend (profiling, debugging): that one, predicted and priced
+    like any other, whatever the policy would have chosen."""
+    candidates = [c for c in evaluate(ctx) if c.backend_id == backend_id]
+    if not candidates:
+        return no_backend(ctx, f"pinned backend {backend_id!r} is unhealthy")
+    return decide(candidates[0], candidates, "pinned by the request")
+
+
 def no_backend(ctx: RoutingContext, reason: str) -> Decision:
     return Decision(None, None, 0.0, reason, True,
                     tuple((b.id, "unhealthy") for b in ctx.backends if not b.healthy))

@@ -156,6 +156,18 @@ def test_tight_ttft_goes_fast_and_loose_e2e_goes_cheap(server: str) -> None:
     assert risky.headers["x-costroute-backend"] == "fast"
 
 
+def test_a_request_can_pin_its_backend(server: str) -> None:
+    body = {"model": "costroute-llama-tiny", "prompt": "Hi", "max_tokens": 2}
+    for backend in ("fast", "cheap"):  # whatever the policy would choose
+        r = httpx.post(f"{server}/v1/completions", json=body, timeout=60,
+                       headers={"x-costroute-pin-backend": backend, "x-slo-ttft-ms": "25"})
+        assert r.status_code == 200 and r.headers["x-costroute-backend"] == backend
+    r = httpx.post(f"{server}/v1/completions", json=body, timeout=60,
+                   headers={"x-costroute-pin-backend": "nope"})
+    assert r.status_code == 400
+    assert r.json()["error"]["param"] == "x-costroute-pin-backend"
+
+
 def test_reject_fallback_gives_429(server: str) -> None:
     r = _post(server, {"prompt": "x", "max_tokens": 4, "slo": {"ttft_ms": 0.001}},
               path="/reject/v1/completions")

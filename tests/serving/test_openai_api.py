@@ -359,6 +359,14 @@ def test_body_class_beats_header_class_beats_default() -> None:
     assert resolve(completion(), headers, "interactive")[1] == "batch"
 
 
+def test_pinned_backend_header() -> None:
+    assert api.pinned_backend({}, ["a", "b"]) is None
+    assert api.pinned_backend({"X-Costroute-Pin-Backend": " b "}, ["a", "b"]) == "b"
+    err = error_of(api.pinned_backend, {"x-costroute-pin-backend": "c"}, ["a", "b"])
+    assert (err.status, err.param) == (400, "x-costroute-pin-backend")
+    assert "'a'" in err.message
+
+
 def test_header_field_adds_to_class() -> None:
     spec, name = resolve(completion(slo_class="interactive"), {"x-slo-e2e-ms": "3000"})
     assert spec == slo(ttft_ms=200, tpot_ms=50, e2e_ms=3000) and name == "interactive"

@@ -134,3 +134,14 @@ def test_unknown_policy_and_bad_params() -> None:
     with pytest.raises(ConfigError):
         make_policy("fastest", {"x": 1})
     assert make_policy("serving.policies.baselines:FastestPolicy").name == "fastest"
+
+
+def test_a_pinned_request_goes_where_it_is_pinned() -> None:
+    from serving.policies.base import pinned
+
+    ctx = _ctx(Slo(e2e_ms=1e9))
+    chosen = make_policy("cost-slo").choose(ctx).backend_id
+    other = next(v.id for v in ctx.backends if v.id != chosen)
+    d = pinned(ctx, other)
+    assert d.backend_id == other and d.prediction is not None and d.cost_usd > 0
+    assert d.reason == "pinned by the request"

@@ -3,10 +3,11 @@
 #  1. Profile each backend THROUGH THE SERVING PATH: `costroute serve --backend ID`, then
 #     `costroute profile measure --url` (HTTP, Ray Serve proxy -> ingress -> replica), so the
 #     tables include what a client sees, not only the engine (profiles/served/).
-#  2. Live: `costroute serve` (the whole fleet) and two 60-second load tests of the mixed
-#     chat/document workload, at 1.5 and 3 req/s (live-*/).
+#  2. Live: `costroute serve` (the whole fleet); each backend profiled again through the running
+#     fleet, pinned with x-costroute-pin-backend (profiles/in-fleet/); then two 60-second load
+#     tests of the mixed chat/document workload, at 1.5 and 3 req/s (live-*/).
 #  3. `costroute simulate --against` each live run, once with the fleet's own (in-process)
-#     tables and once with the served tables (sim-*/validation.md).
+#     tables, the served tables and the in-fleet tables (sim-*/validation.md).
 #
 #   docs/examples/simulator-validation/run.sh          (~15 min on a 2-core machine)
 set -euo pipefail
@@ -44,6 +45,13 @@ done
 WORKLOAD=(--mix chat-doc --slo-mix interactive=0.3,standard=0.5,batch=0.2 --seed 7
           --duration 60 --warmup 5 --no-progress)
 serve fleet
+mkdir -p "$OUT/profiles/in-fleet"
+for b in cpu-vllm cpu-onnxruntime cpu-onnxruntime-1t; do  # each pinned, the others up
+  "${CR[@]}" profile measure --url "http://127.0.0.1:$PORT" --model costroute-llama-tiny \
+      --pin-backend "$b" --backend-id "$b" --accelerator cpu --quick \
+      --out "$OUT/profiles/in-fleet/$b.json" \
+      --max-num-seqs "$(capacity "$b" max_num_seqs)" --kv-tokens "$(capacity "$b" kv_tokens)"
+done
 for rate in 1.5 3; do
   rm -rf "$OUT/live-$rate"
   "${CR[@]}" loadtest run --url "http://127.0.0.1:$PORT" --fleet deploy/local.yaml \
@@ -51,15 +59,18 @@ for rate in 1.5 3; do
 done
 stop
 
-SERVED=()
+SERVED=(); IN_FLEET=()
 for b in cpu-vllm cpu-onnxruntime cpu-onnxruntime-1t; do
   SERVED+=(--profile "$b=$OUT/profiles/served/$b.json")
+  IN_FLEET+=(--profile "$b=$OUT/profiles/in-fleet/$b.json")
 done
 for rate in 1.5 3; do
   "${CR[@]}" simulate --fleet deploy/local.yaml --against "$OUT/live-$rate" \
       --out "$OUT/sim-engine-tables-$rate" --label "simulated $rate req/s, engine tables"
   "${CR[@]}" simulate --fleet deploy/local.yaml --against "$OUT/live-$rate" "${SERVED[@]}" \
       --out "$OUT/sim-served-tables-$rate" --label "simulated $rate req/s, served tables"
+  "${CR[@]}" simulate --fleet deploy/local.yaml --against "$OUT/live-$rate" "${IN_FLEET[@]}" \
+      --out "$OUT/sim-in-fleet-tables-$rate" --label "simulated $rate req/s, in-fleet tables"
 done
 rm -f "$OUT"/*/report.html  # the markdown reports and plots stay; keeps the repo small
 echo "serve logs: $LOGS"
