@@ -48,7 +48,7 @@ def register(sub: Any) -> None:
                                          "RUN/summary.json and RUN/report.{md,html}.",
                              epilog=_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     _target_args(run)
-    _workload_args(run)
+    add_workload_args(run)
     run.add_argument("--out", default=None,
                      help="run folder (default: runs/loadtest-UTCSTAMP)")
     run.add_argument("--label", default=None, help="short name of the run in reports")
@@ -62,7 +62,7 @@ def register(sub: Any) -> None:
             "and its $ per 1M tokens: the endpoint's price-performance."),
         epilog=_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     _target_args(sweep)
-    _workload_args(sweep, sweep=True)
+    add_workload_args(sweep, sweep=True)
     sweep.add_argument("--rates", default=None,
                        help="comma-separated rates, req/s (default: --start x --factor^k)")
     sweep.add_argument("--start", type=float, default=1.0, help="first rate (default 1)")
@@ -118,7 +118,7 @@ def _target_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-report", action="store_true", help="write records and summary only")
 
 
-def _workload_args(p: argparse.ArgumentParser, sweep: bool = False) -> None:
+def add_workload_args(p: argparse.ArgumentParser, sweep: bool = False) -> None:
     g = p.add_argument_group("workload (flags override --workload)")
     g.add_argument("--workload", default=None, help="workload YAML (loadtest.workload.WorkloadSpec)")
     if not sweep:
@@ -182,7 +182,7 @@ def workload_from_args(args: argparse.Namespace, classes: dict[str, Any]) -> Any
     raw["slo_classes"] = {**{k: v.model_dump() for k, v in classes.items()},
                           **raw.get("slo_classes", {}), **_classes_from_flags(args.slo_class)}
     if args.slo_mix:
-        raw["slo_mix"] = _pairs(args.slo_mix, "slo_mix", float)
+        raw["slo_mix"] = parse_pairs(args.slo_mix, "slo_mix", float)
     for flag, key in (("trace", "trace"), ("duration", "duration_s"), ("requests", "num_requests"),
                       ("warmup", "warmup_s"), ("max_in_flight", "max_in_flight"), ("seed", "seed")):
         if getattr(args, flag) is not None:
@@ -199,11 +199,11 @@ def _classes_from_flags(items: list[str]) -> dict[str, dict[str, float]]:
         if not sep or not name or not rest:
             raise ConfigError(f"--slo-class {item!r}: expected NAME:ttft_ms=..,tpot_ms=..,e2e_ms=..",
                               "slo_class")
-        out[name] = _pairs(rest, f"slo_class {name}", float)
+        out[name] = parse_pairs(rest, f"slo_class {name}", float)
     return out
 
 
-def _pairs(text: str, field: str, kind: type) -> dict[str, Any]:
+def parse_pairs(text: str, field: str, kind: type) -> dict[str, Any]:
     out = {}
     for part in text.split(","):
         key, sep, value = part.partition("=")
@@ -279,7 +279,7 @@ async def run_once(args: argparse.Namespace, spec: Any, pricing: Any, out: Path,
                           endpoint=args.endpoint, ignore_eos=not args.no_ignore_eos,
                           slo_headers=slo_headers, timeout_s=args.timeout,  # type: ignore[arg-type]
                           max_connections=max(spec.max_in_flight, 1), api_key=args.api_key,
-                          extra_headers=_pairs(",".join(args.header), "header", str)
+                          extra_headers=parse_pairs(",".join(args.header), "header", str)
                           if args.header else None)
     try:
         records, info = await run_load(spec, client, progress=not args.no_progress)

@@ -135,7 +135,7 @@ def offer_tables(catalogue: Catalogue, root: Path) -> dict[str, Any]:
 
 
 def register(sub: Any) -> None:
-    from loadtest.commands import _workload_args
+    from loadtest.commands import add_workload_args
 
     p = sub.add_parser(
         "plan", help="the cheapest fleet for a workload at its SLOs (integer program)",
@@ -155,7 +155,7 @@ def register(sub: Any) -> None:
                    help="plan mean latencies to this share of each target (default 0.8)")
     p.add_argument("--check-duration", type=float, default=300.0,
                    help="simulated seconds for the check (default 300)")
-    _workload_args(p)
+    add_workload_args(p)
     p.add_argument("--out", default=None, help="output folder (default runs/plan-UTCSTAMP)")
     p.set_defaults(func=_cmd_plan)
 

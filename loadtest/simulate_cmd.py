@@ -30,7 +30,7 @@ examples:
 
 
 def register(sub: Any) -> None:
-    from loadtest.commands import _workload_args
+    from loadtest.commands import add_workload_args
 
     p = sub.add_parser(
         "simulate", help="what-if: simulate a fleet under a workload and a routing policy",
@@ -62,7 +62,7 @@ def register(sub: Any) -> None:
                         "`policy` or `fallback`")
     p.add_argument("--attainment", type=float, default=0.99,
                    help="with --sweep: the SLO attainment target (default 0.99)")
-    _workload_args(p)
+    add_workload_args(p)
     p.add_argument("--out", default=None, help="output folder (default runs/simulate-UTCSTAMP)")
     p.add_argument("--label", default=None, help="short name in reports")
     p.add_argument("--no-report", action="store_true", help="records and summary only")
@@ -165,14 +165,14 @@ def _oracle(records: list[Any], backends: list[Any]) -> dict[str, Any]:
 
 
 def _cmd_simulate(args: argparse.Namespace) -> int:
-    from loadtest.commands import _pairs, one_line, workload_from_args
+    from loadtest.commands import one_line, parse_pairs, workload_from_args
     from serving.config import load_fleet_config
     from serving.serve_cmd import select_backends
 
     fleet = load_fleet_config(args.fleet)
     if args.backend:
         fleet = select_backends(fleet, args.backend)
-    replicas = {k: int(v) for k, v in (_pairs(",".join(args.replicas), "replicas", str)
+    replicas = {k: int(v) for k, v in (parse_pairs(",".join(args.replicas), "replicas", str)
                                        if args.replicas else {}).items()}
     unknown = sorted(set(replicas) - {b.id for b in fleet.backends})
     if unknown or any(n < 1 for n in replicas.values()):
@@ -190,11 +190,11 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
     else:
         live = None
         spec = workload_from_args(args, dict(fleet.slo_classes))
-    profiles = _pairs(",".join(args.profile), "profile", str) if args.profile else {}
+    profiles = parse_pairs(",".join(args.profile), "profile", str) if args.profile else {}
     backends = fleet_backends(fleet, replicas, profiles)
     policy = args.policy or fleet.policy.name
     params = dict(fleet.policy.params) if args.policy is None else {}
-    params.update({k: _value(v) for k, v in (_pairs(",".join(args.policy_param), "policy_param",
+    params.update({k: _value(v) for k, v in (parse_pairs(",".join(args.policy_param), "policy_param",
                                                      str) if args.policy_param else {}).items()})
     fallback = args.fallback or fleet.fallback
     out = Path(args.out) if args.out else Path("runs") / (
