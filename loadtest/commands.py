@@ -148,8 +148,11 @@ def add_workload_args(p: argparse.ArgumentParser, sweep: bool = False) -> None:
 # --------------------------------------------------------------------------- building
 
 
-def workload_from_args(args: argparse.Namespace, classes: dict[str, Any]) -> Any:
-    """The WorkloadSpec: --workload's YAML, overridden by flags, classes filled from --fleet."""
+def workload_from_args(args: argparse.Namespace, classes: dict[str, Any],
+                       default_class: str | None = None) -> Any:
+    """The WorkloadSpec: --workload's YAML, overridden by flags, classes filled from --fleet.
+    With no SLO mix, every request is of the fleet's default class (as the server treats a
+    request that carries no SLO)."""
     from loadtest.workload import LengthSpec, chat_doc_preset, load_workload, parse_workload
 
     raw: dict[str, Any] = load_workload(args.workload).model_dump() if args.workload else {}
@@ -183,6 +186,9 @@ def workload_from_args(args: argparse.Namespace, classes: dict[str, Any]) -> Any
                           **raw.get("slo_classes", {}), **_classes_from_flags(args.slo_class)}
     if args.slo_mix:
         raw["slo_mix"] = parse_pairs(args.slo_mix, "slo_mix", float)
+    elif not raw.get("slo_mix") and default_class is not None and not any(
+            c.get("slo_class") for c in raw["mix"]):
+        raw["slo_mix"] = {default_class: 1.0}
     for flag, key in (("trace", "trace"), ("duration", "duration_s"), ("requests", "num_requests"),
                       ("warmup", "warmup_s"), ("max_in_flight", "max_in_flight"), ("seed", "seed")):
         if getattr(args, flag) is not None:
@@ -216,8 +222,8 @@ def parse_pairs(text: str, field: str, kind: type) -> dict[str, Any]:
     return out
 
 
-def _fleet_facts(args: argparse.Namespace) -> tuple[Any, dict[str, Any]]:
-    """(Pricing or None, SLO classes) from --fleet / --backend / --price."""
+def _fleet_facts(args: argparse.Namespace) -> tuple[Any, dict[str, Any], str | None]:
+    """(Pricing or None, SLO classes, default class) from --fleet / --backend / --price."""
     from loadtest.metrics import Pricing
 
     if args.fleet and args.price is not None:
@@ -227,9 +233,9 @@ def _fleet_facts(args: argparse.Namespace) -> tuple[Any, dict[str, Any]]:
     if args.price is not None:
         if args.price < 0:
             raise ConfigError(f"--price must be >= 0 (got {args.price})", "price")
-        return Pricing(args.price, "--price (given on the command line)"), {}
+        return Pricing(args.price, "--price (given on the command line)"), {}, None
     if not args.fleet:
-        return None, {}
+        return None, {}, None
     from serving.config import load_fleet_config
     from serving.serve_cmd import select_backends
 
@@ -242,8 +248,9 @@ def _fleet_facts(args: argparse.Namespace) -> tuple[Any, dict[str, Any]]:
         per[b.id] = n * b.usd_per_hour
     note = "" if all(b.autoscaling is None for b in fleet.backends) else \
         " (autoscaled backends priced at min_replicas)"
-    return Pricing(sum(per.values()), f"fleet config {Path(args.fleet).name}: replicas x "
-                   f"usd_per_hour of {', '.join(per)}{note}", per), dict(fleet.slo_classes)
+    pricing = Pricing(sum(per.values()), f"fleet config {Path(args.fleet).name}: replicas x "
+                      f"usd_per_hour of {', '.join(per)}{note}", per)
+    return pricing, dict(fleet.slo_classes), fleet.default_slo_class
 
 
 async def _model_name(args: argparse.Namespace) -> str:
@@ -327,8 +334,8 @@ def _default_out(kind: str) -> Path:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    pricing, classes = _fleet_facts(args)
-    spec = workload_from_args(args, classes)
+    pricing, classes, default = _fleet_facts(args)
+    spec = workload_from_args(args, classes, default)
     out = Path(args.out) if args.out else _default_out("loadtest")
     summary = run_async(run_once(args, spec, pricing, out, args.label or out.name,
                                    _slo_headers(args)))
@@ -359,14 +366,14 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
     if not 0 < args.attainment <= 1:
         raise ConfigError(f"--attainment must be in (0, 1] (got {args.attainment})", "attainment")
     rates = sweep_rates(args.rates, args.start, args.factor, args.max_rate)
-    pricing, classes = _fleet_facts(args)
+    pricing, classes, default = _fleet_facts(args)
     args.rate, args.concurrency = rates[0], None
-    workload_from_args(args, classes)  # fail fast on a bad workload, before any request
+    workload_from_args(args, classes, default)  # fail fast on a bad workload, before any request
     out = Path(args.out) if args.out else _default_out("sweep")
     from loadtest.sweep import run_sweep
 
-    result = run_async(run_sweep(args, rates, pricing, classes, out, args.label or out.name,
-                                   _slo_headers(args)))
+    result = run_async(run_sweep(args, rates, pricing, (classes, default), out,
+                                   args.label or out.name, _slo_headers(args)))
     best = result["best"]
     if best is None:
         print(f"no rate met attainment >= {args.attainment}; see {out}/")

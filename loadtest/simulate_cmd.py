@@ -189,7 +189,7 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
         spec = parse_workload(live["workload"], f"{args.against} workload")
     else:
         live = None
-        spec = workload_from_args(args, dict(fleet.slo_classes))
+        spec = workload_from_args(args, dict(fleet.slo_classes), fleet.default_slo_class)
     profiles = parse_pairs(",".join(args.profile), "profile", str) if args.profile else {}
     backends = fleet_backends(fleet, replicas, profiles)
     policy = args.policy or fleet.policy.name

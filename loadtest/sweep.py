@@ -64,8 +64,9 @@ def best_point(points: list[dict[str, Any]]) -> dict[str, Any] | None:
 
 
 async def run_sweep(args: argparse.Namespace, rates: list[float], pricing: Any,
-                    classes: dict[str, Any], out: Path, label: str,
+                    classes: tuple[dict[str, Any], str | None], out: Path, label: str,
                     slo_headers: str) -> dict[str, Any]:
+    """`classes`: the fleet's SLO classes and its default class."""
     from loadtest.commands import one_line, run_once, workload_from_args
     from loadtest.results import write_json
 
@@ -76,7 +77,7 @@ async def run_sweep(args: argparse.Namespace, rates: list[float], pricing: Any,
     sweep: dict[str, Any] = {}
     for rate in rates:
         args.rate = rate
-        spec = workload_from_args(args, classes)
+        spec = workload_from_args(args, *classes)
         name = f"rate-{rate:g}"
         summary = await run_once(args, spec, pricing, out / name, f"{label} @ {rate:g} req/s",
                                  slo_headers)

@@ -170,3 +170,14 @@ def test_cli_bad_flags_name_the_field(argv: list[str], field: str,
 def test_chat_endpoint_streams_deltas(url: str) -> None:
     records = run(url, workload(num_requests=5), endpoint="chat")
     assert all(r.ok and len(r.token_s) == 4 and r.completion_tokens == 4 for r in records)
+
+
+def test_with_a_fleet_and_no_slo_mix_requests_are_of_its_default_class(
+        url: str, tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    assert main(["loadtest", "run", "--url", url, "--fleet", "deploy/local.yaml", "--rate", "50",
+                 "--requests", "5", "--output-tokens", "2", "--out", str(out), "--no-progress",
+                 "--no-report"]) == 0
+    rows = [json.loads(line) for line in (out / "records.jsonl").read_text().splitlines()]
+    assert {r["slo_class"] for r in rows} == {"standard"}  # deploy/local.yaml's default
+    assert rows[0]["slo"] == {"ttft_ms": 1000.0, "tpot_ms": 100.0}
