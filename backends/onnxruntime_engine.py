@@ -333,6 +333,9 @@ class OnnxRuntimeEngine:
                     self._apply_aborts(aborts, outbox)
                 try:
                     self._admit_and_prefill(outbox)
+                    if outbox:  # first tokens go out now, not after the next decode step
+                        self._deliver(outbox)
+                        outbox = []
                     if self._running:
                         self._decode_step(outbox)
                 except Exception as exc:  # one bad step fails its requests, not the engine

@@ -181,3 +181,21 @@ async def test_load_figures(engine: OnnxRuntimeEngine) -> None:
     load = engine.load()
     assert load.max_num_seqs == 8 and load.kv_tokens_capacity == 65536
     assert load.kv_usage == 0.0
+
+
+async def test_first_token_goes_out_before_the_next_decode_step(tiny_model_dir: Path) -> None:
+    # every engine run (prefill or decode step) takes >= 150 ms here (the fault knob), so a
+    # first token held back until after the following decode step would arrive at ~300 ms
+    slow = OnnxRuntimeEngine(OnnxRuntimeOptions(model=str(tiny_model_dir), step_delay_ms=150))
+    await slow.start()
+    try:
+        request = GenerateRequest("slow-1", prompt_token_ids=tuple(PROMPTS[1]),
+                                  sampling=SamplingParams(max_tokens=3, ignore_eos=True))
+        started = asyncio.get_running_loop().time()
+        first = None
+        async for chunk in slow.generate(request):
+            if first is None and chunk.token_ids:
+                first = asyncio.get_running_loop().time() - started
+        assert first is not None and 0.15 <= first < 0.25
+    finally:
+        await slow.shutdown()
