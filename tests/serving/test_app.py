@@ -47,7 +47,9 @@ def _fleet(tmp: Path, port: int, fallback: str) -> dict:
         "host": "127.0.0.1",
         "port": port,
         "fallback": fallback,
-        "slo_classes": {"interactive": {"ttft_ms": 25}, "batch": {"e2e_ms": 120000}},
+        # 12 ms: fast predicts ~1.4 ms (x at most 2 by the online correction); cheap's steps
+        # take 20 ms more, so even halved by the correction it cannot promise 12 ms
+        "slo_classes": {"interactive": {"ttft_ms": 12}, "batch": {"e2e_ms": 120000}},
         "default_slo_class": "batch",
         "backends": [
             {"id": "fast", "engine": "onnxruntime",
@@ -146,7 +148,7 @@ def test_tight_ttft_goes_fast_and_loose_e2e_goes_cheap(server: str) -> None:
     tight = _post(server, {**body, "slo_class": "interactive"})
     assert tight.status_code == 200
     assert tight.headers["x-costroute-backend"] == "fast"
-    assert float(tight.headers["x-costroute-predicted-ttft-ms"]) <= 25
+    assert float(tight.headers["x-costroute-predicted-ttft-ms"]) <= 12
     loose = _post(server, body, {"x-slo-e2e-ms": "120000"})
     assert loose.headers["x-costroute-backend"] == "cheap"
     assert float(loose.headers["x-costroute-cost-usd"]) < float(tight.headers["x-costroute-cost-usd"])
