@@ -102,8 +102,8 @@ def summarize(records: Sequence[Record], *, pricing: Pricing | None = None,
         },
         "tokens": {"prompt": in_tokens, "output": out_tokens,
                    "output_meeting_slo": sum(r.completion_tokens for r in met)},
-        "slo": _slo(measured, window),
-        "backends": _backends(measured),
+        "slo": _slo(measured, {id(r) for r in met}, window),
+        "backends": _backends(measured, {id(r) for r in met}),
         "cost": _cost(measured, ok, met, window, pricing),
         "errors": _errors(measured),
     }
@@ -123,19 +123,20 @@ def _pacing(measured: Sequence[Record], target: float | None) -> dict[str, Any]:
     }
 
 
-def _slo(measured: Sequence[Record], window: float) -> dict[str, Any]:
+def _slo(measured: Sequence[Record], met_ids: set[int], window: float) -> dict[str, Any]:
+    """`met_ids`: id() of the measured records that met their SLO (judged once)."""
     classes: dict[str, list[Record]] = {}
     for r in measured:
         classes.setdefault(r.slo_class or "(none)", []).append(r)
     per_class = {}
     for name, rs in sorted(classes.items()):
-        met = sum(r.met_slo() for r in rs)
+        met = sum(id(r) in met_ids for r in rs)
         per_class[name] = {
             "requests": len(rs), "met": met, "attainment": met / len(rs),
             "goodput_rps": met / window if window > 0 else 0.0,
             "targets": rs[0].slo,
         }
-    met = sum(r.met_slo() for r in measured)
+    met = len(met_ids)
     return {
         "attainment": met / len(measured) if measured else None,
         "met": met,
@@ -144,12 +145,17 @@ def _slo(measured: Sequence[Record], window: float) -> dict[str, Any]:
     }
 
 
-def _backends(measured: Sequence[Record]) -> dict[str, Any]:
-    counts = Counter(r.backend for r in measured)
+def _backends(measured: Sequence[Record], met_ids: set[int]) -> dict[str, Any]:
+    counts: Counter[str] = Counter()
+    completed: Counter[str] = Counter()
+    met: Counter[str] = Counter()
+    for r in measured:
+        b = r.backend
+        counts[b] += 1
+        completed[b] += r.ok
+        met[b] += id(r) in met_ids
     n = len(measured) or 1
-    return {b: {"requests": c, "share": c / n,
-                "completed": sum(1 for r in measured if r.backend == b and r.ok),
-                "met_slo": sum(1 for r in measured if r.backend == b and r.met_slo())}
+    return {b: {"requests": c, "share": c / n, "completed": completed[b], "met_slo": met[b]}
             for b, c in counts.most_common()}
 
 

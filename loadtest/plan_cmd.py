@@ -81,19 +81,13 @@ class Catalogue(_Strict):
 
 
 def load_catalogue(path: str | Path) -> Catalogue:
-    import yaml
+    from serving.config import config_error, read_yaml
 
-    path = Path(path)
+    raw = read_yaml(path, "catalogue", "catalogue")
     try:
-        raw = yaml.safe_load(path.read_text())
         return Catalogue.model_validate(raw)
-    except FileNotFoundError:
-        raise ConfigError(f"catalogue {path} does not exist", "catalogue") from None
     except ValidationError as exc:
-        first = exc.errors()[0]
-        field = ".".join(str(p) for p in first["loc"])
-        msg = str(first["msg"]).removeprefix("Value error, ")
-        raise ConfigError(f"catalogue {path}: {field or '(top level)'}: {msg}", field or None) from None
+        raise config_error(exc, f"catalogue {path}") from None
 
 
 def _manifest(model: dict[str, Any] | str) -> dict[str, Any]:
@@ -297,17 +291,17 @@ def _saving(best: Any, homo: Any) -> dict[str, Any] | None:
 
 def _simulate(catalogue: Catalogue, tables: dict[str, Any], replicas: dict[str, int],
               spec: Any) -> dict[str, Any]:
-    from loadtest.metrics import Pricing, summarize
-    from loadtest.simulator import SimBackend, simulate
+    """The planned fleet in the simulator under cost-slo: the figures the plan reports."""
+    from loadtest.simulate_cmd import simulate_run
+    from loadtest.simulator import SimBackend
     from profiles.latency import LatencyModel
-    from serving.policies import make_policy
 
     offers = {a.id: a for a in catalogue.accelerators}
     backends = [SimBackend(oid, LatencyModel(tables[oid]), offers[oid].usd_per_hour, n)
                 for oid, n in replicas.items() if n > 0]
-    records = simulate(backends, make_policy("cost-slo"), spec, "fastest")
-    per = {b.id: b.replicas * b.usd_per_hour for b in backends}
-    s = summarize(records, pricing=Pricing(sum(per.values()), "planned fleet", per))
+    s = simulate_run(str(catalogue.model if isinstance(catalogue.model, str)
+                         else catalogue.model["name"]), backends, "cost-slo", {}, "fastest",
+                     spec, None, "planned fleet", report=False, oracle=False)
     lat = s["latency_ms"]
     return {"replicas": replicas, "attainment": s["slo"]["attainment"],
             "classes": {k: v["attainment"] for k, v in s["slo"]["classes"].items()},

@@ -101,7 +101,7 @@ def fleet_backends(fleet: Any, replicas: dict[str, int],
             for b in fleet.backends]
 
 
-def simulate_run(fleet: Any, backends: list[Any], policy_name: str, params: dict[str, Any],
+def simulate_run(model_name: str, backends: list[Any], policy_name: str, params: dict[str, Any],
                  fallback: str, spec: Any, out: Path | None, label: str,
                  report: bool = True, oracle: bool = True) -> dict[str, Any]:
     """One simulation -> its summary (written to `out` with its records when given)."""
@@ -121,7 +121,7 @@ def simulate_run(fleet: Any, backends: list[Any], policy_name: str, params: dict
         "label": label,
         "created_utc": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "command": "costroute " + shlex.join(sys.argv[1:]),
-        "target": {"url": "simulated", "model": fleet.served_model_name},
+        "target": {"url": "simulated", "model": model_name},
         "workload": spec.model_dump(mode="json"),
         "workload_description": spec.describe(),
         "simulated": True,
@@ -200,14 +200,14 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
     out = Path(args.out) if args.out else Path("runs") / (
         f"simulate-{datetime.now(UTC).strftime('%Y%m%d-%H%M%S')}")
     if live is not None:
-        s = simulate_run(fleet, backends, policy, params, fallback, spec, out,
+        s = simulate_run(fleet.served_model_name, backends, policy, params, fallback, spec, out,
                          args.label or f"simulated {live.get('label', '')}".strip(),
                          not args.no_report, False)
         text = write_validation(out, live, s)
         print(text)
         return 0
     if not args.sweep:
-        s = simulate_run(fleet, backends, policy, params, fallback, spec, out,
+        s = simulate_run(fleet.served_model_name, backends, policy, params, fallback, spec, out,
                          args.label or out.name, not args.no_report, not args.no_oracle)
         print(one_line(s))
         sim = s["simulation"]
@@ -242,7 +242,7 @@ def _sweep(args: argparse.Namespace, fleet: Any, backends: list[Any], policy: st
         else:
             p_params[name] = v
         label = f"{name}={raw}"
-        s = simulate_run(fleet, backends, p_name, p_params, fb, spec,
+        s = simulate_run(fleet.served_model_name, backends, p_name, p_params, fb, spec,
                          out / label.replace("=", "-"), label, not args.no_report,
                          not args.no_oracle)
         print(f"{label}: {one_line(s)}")

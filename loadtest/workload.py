@@ -30,7 +30,7 @@ from pydantic import (
 )
 
 from backends.errors import ConfigError
-from serving.config import SloSpec
+from serving.config import SloSpec, config_error, read_yaml
 
 
 class _Strict(BaseModel):
@@ -221,22 +221,12 @@ def parse_workload(raw: Any, where: str = "workload") -> WorkloadSpec:
     try:
         return WorkloadSpec.model_validate(raw)
     except ValidationError as exc:
-        first = exc.errors()[0]
-        field = ".".join(str(p) for p in first["loc"])
-        msg = str(first["msg"]).removeprefix("Value error, ")
-        raise ConfigError(f"{where}: {field or '(top level)'}: {msg}", field or None) from None
+        raise config_error(exc, where) from None
 
 
 def load_workload(path: str | Path) -> WorkloadSpec:
-    import yaml
-
     path = Path(path)
-    try:
-        raw = yaml.safe_load(path.read_text())
-    except FileNotFoundError:
-        raise ConfigError(f"workload {path} does not exist", "workload") from None
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"workload {path} is not valid YAML: {exc}", "workload") from None
+    raw = read_yaml(path, "workload", "workload")
     if isinstance(raw, dict) and isinstance(raw.get("mix"), str):
         raw = {**raw, "mix": _preset(raw["mix"], "mix")}
     if isinstance(raw, dict) and raw.get("trace"):

@@ -122,29 +122,40 @@ class FleetConfig(_Strict):
         return self.model_copy(update={"backends": backends})
 
 
-def load_fleet_config(path: str | Path) -> FleetConfig:
+def read_yaml(path: str | Path, what: str, field: str) -> Any:
+    """A YAML file's content; a missing or malformed file is a ConfigError naming `field`."""
     import yaml
 
     path = Path(path)
     try:
-        raw = yaml.safe_load(path.read_text())
+        return yaml.safe_load(path.read_text())
     except FileNotFoundError:
-        raise ConfigError(f"fleet config {path} does not exist", "config") from None
+        raise ConfigError(f"{what} {path} does not exist", field) from None
     except yaml.YAMLError as exc:
-        raise ConfigError(f"fleet config {path} is not valid YAML: {exc}", "config") from None
-    return parse_fleet_config(raw, str(path)).resolve_paths(_project_root(path))
+        raise ConfigError(f"{what} {path} is not valid YAML: {exc}", field) from None
+
+
+def config_error(exc: ValidationError, where: str, show_value: bool = False) -> ConfigError:
+    """pydantic's first error as a ConfigError that names the field (and the value)."""
+    first = exc.errors()[0]
+    field = ".".join(str(p) for p in first["loc"])
+    message = f"{where}: {field or '(top level)'}: {str(first['msg']).removeprefix('Value error, ')}"
+    if show_value:
+        value = first.get("input")
+        message += f" (got {repr(value) if not isinstance(value, dict) else '{...}'})"
+    return ConfigError(message, field or None)
+
+
+def load_fleet_config(path: str | Path) -> FleetConfig:
+    raw = read_yaml(path, "fleet config", "config")
+    return parse_fleet_config(raw, str(path)).resolve_paths(_project_root(Path(path)))
 
 
 def parse_fleet_config(raw: Any, where: str = "fleet config") -> FleetConfig:
     try:
         return FleetConfig.model_validate(raw)
     except ValidationError as exc:
-        first = exc.errors()[0]
-        field = ".".join(str(p) for p in first["loc"])
-        value = first.get("input")
-        shown = repr(value) if not isinstance(value, dict) else "{...}"
-        raise ConfigError(f"{where}: {field or '(top level)'}: {first['msg']} (got {shown})",
-                          field or None) from None
+        raise config_error(exc, where, show_value=True) from None
 
 
 def _project_root(config_path: Path) -> Path:
