@@ -26,7 +26,7 @@ import heapq
 import math
 from collections import deque
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from loadtest.records import BACKEND_HEADER, COST_HEADER, Record
 from loadtest.workload import Planned, WorkloadSpec, bounded_plans, plan_requests
@@ -65,14 +65,9 @@ class _Req:
     prediction: Prediction | None = None
 
 
-@dataclass(order=True)
-class _Seq:
-    finish_step: int
-    order: int
-    start_step: int = field(compare=False)
-    start_context: int = field(compare=False)
-    reserved: int = field(compare=False)
-    req: _Req = field(compare=False)
+# A running sequence in a replica's heap: (finish step, order, start step, start context,
+# KV tokens reserved, request). `order` is unique, so the request is never compared.
+_Seq = tuple[int, int, int, int, int, _Req]
 
 
 class _Replica:
@@ -105,10 +100,10 @@ class _Replica:
         cur = self.step
         if self.op == "decode" and self.step_ms > 0:
             cur += min(int((now - self.op_t0) * 1e3 / self.step_ms), self.phase_steps)
-        running = tuple(RunningSeq(s.start_context + cur - s.start_step, max(s.finish_step - cur, 1))
-                        for s in self.heap)
-        waiting = tuple(RequestShape(r.plan.prompt_tokens, r.plan.output_tokens)
-                        for r in (*self.prefilling, *self.waiting))
+        running = tuple([RunningSeq(context + cur - start, finish - cur if finish - cur > 1 else 1)
+                         for finish, _, start, context, _, _ in self.heap])
+        waiting = tuple([RequestShape(r.plan.prompt_tokens, r.plan.output_tokens)
+                         for r in (*self.prefilling, *self.waiting)])
         return running, waiting
 
     def can_admit(self, req: _Req, extra_seqs: int, extra_kv: int) -> bool:
@@ -128,6 +123,7 @@ class Simulation:
         self.spec = spec
         self.fallback = fallback
         self.replicas = [[_Replica(b.engine, r) for r in range(b.replicas)] for b in backends]
+        self._index = {b.id: i for i, b in enumerate(backends)}
         self.rates = [ArrivalRate() for _ in backends]
         self.corrections = [Correction() for _ in backends]  # learned as the live router does
         self.events: list[tuple[float, int, int, int, int]] = []  # (t, order, backend, replica, version)
@@ -199,11 +195,15 @@ class Simulation:
         chosen: list[_Replica] = []
         views = []
         for b, spec in enumerate(self.backends):
-            rep = min(self.replicas[b], key=_Replica.count)
+            reps = self.replicas[b]
+            rep = reps[0] if len(reps) == 1 else min(reps, key=_Replica.count)
             chosen.append(rep)
-            running, waiting = rep.view(t)
             rate, mean_prompt = self.rates[b].read(t)
-            load = BackendLoad(running, waiting, rate / spec.replicas, mean_prompt)
+            if rep.heap or rep.waiting or rep.prefilling:
+                running, waiting = rep.view(t)
+                load = BackendLoad(running, waiting, rate / spec.replicas, mean_prompt)
+            else:
+                load = BackendLoad((), (), rate / spec.replicas, mean_prompt)
             views.append(BackendView(spec.id, spec.usd_per_hour, spec.model, load,
                                      self.corrections[b]))
         ctx = RoutingContext(RequestShape(plan.prompt_tokens, plan.output_tokens),
@@ -216,7 +216,7 @@ class Simulation:
             if self._closed:
                 self._next_closed(t, pending)
             return
-        b = next(i for i, s in enumerate(self.backends) if s.id == decision.backend_id)
+        b = self._index[decision.backend_id]
         record.status = 200
         record.headers = {BACKEND_HEADER: decision.backend_id, COST_HEADER: f"{decision.cost_usd:.12f}"}
         req.backend = b
@@ -257,8 +257,8 @@ class Simulation:
                     continue
                 rep.order += 1
                 need = req.plan.prompt_tokens + req.plan.output_tokens
-                heapq.heappush(rep.heap, _Seq(rep.step + remaining, rep.order, rep.step,
-                                              req.plan.prompt_tokens, need, req))
+                heapq.heappush(rep.heap, (rep.step + remaining, rep.order, rep.step,
+                                          req.plan.prompt_tokens, need, req))
                 rep.context_sum += req.plan.prompt_tokens
                 rep.reserved += need
             rep.prefilling = []
@@ -266,11 +266,11 @@ class Simulation:
             k = rep.phase_steps
             rep.step += k
             rep.context_sum += k * len(rep.heap)
-            while rep.heap and rep.heap[0].finish_step == rep.step:
-                seq = heapq.heappop(rep.heap)
-                rep.context_sum -= seq.start_context + rep.step - seq.start_step
-                rep.reserved -= seq.reserved
-                self._finish(t, seq.req, seq.finish_step - seq.start_step, pending)
+            while rep.heap and rep.heap[0][0] == rep.step:
+                finish, _, start, context, reserved, req = heapq.heappop(rep.heap)
+                rep.context_sum -= context + rep.step - start
+                rep.reserved -= reserved
+                self._finish(t, req, finish - start, pending)
         self._start_next(t, b, rep)
 
     def _finish(self, t: float, req: _Req, decoded: int,
@@ -305,7 +305,7 @@ class Simulation:
             rep.waiting.clear()
             return
         batch = len(rep.heap)
-        n = rep.heap[0].finish_step - rep.step
+        n = rep.heap[0][0] - rep.step
         mid = (rep.context_sum + batch * n / 2) / batch
         step_ms, _ = rep.m.decode_step_ms(batch, mid)
         rep.op, rep.op_t0, rep.step_ms, rep.phase_steps = "decode", t, step_ms, n

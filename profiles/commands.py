@@ -38,6 +38,10 @@ def register(sub: Any) -> None:
     mode.add_argument("--quick", action="store_true",
                       help="a small grid and 3 repetitions (1-2 minutes on the tiny model; default)")
     mode.add_argument("--full", action="store_true", help="a larger grid and 5 repetitions")
+    measure.add_argument("--idle-ms", type=float, default=0.0, metavar="MS",
+                         help="leave the backend idle this long before each prefill measurement, "
+                              "as sparse traffic finds it (over HTTP a quiet serving path is "
+                              "slower to answer than a busy one); default 0: back to back")
     measure.set_defaults(func=_cmd_measure)
 
     validate = actions.add_parser(
@@ -189,6 +193,10 @@ async def _measure(args: argparse.Namespace) -> int:
 
     from profiles.profiler import FULL, QUICK, make_table, sweep
 
+    if args.idle_ms < 0:
+        print(f"costroute profile measure: --idle-ms must be >= 0, got {args.idle_ms:g}",
+              file=sys.stderr)
+        return 2
     target, facts, close = await _open_target(args)
     try:
         plan = (FULL if args.full else QUICK).fitted(
@@ -196,7 +204,8 @@ async def _measure(args: argparse.Namespace) -> int:
         started = time.monotonic()
         with tqdm(total=plan.measurements, desc=f"profiling {args.backend_id}", unit="run",
                   file=sys.stderr) as bar:
-            prefill, decode = await sweep(target, plan, facts["vocab_size"], bar.update)
+            prefill, decode = await sweep(target, plan, facts["vocab_size"], bar.update,
+                                          idle_s=args.idle_ms / 1e3)
         table = make_table(
             backend_id=args.backend_id,
             accelerator=args.accelerator,
@@ -208,6 +217,7 @@ async def _measure(args: argparse.Namespace) -> int:
             capacity=facts["capacity"],
             plan=plan,
             elapsed_s=time.monotonic() - started,
+            idle_ms=args.idle_ms,
         )
         table.save(Path(args.out))
         print(f"wrote {args.out} ({plan.measurements} runs in {time.monotonic() - started:.0f}s)",

@@ -28,25 +28,23 @@ import heapq
 import math
 from collections import deque
 from dataclasses import dataclass, replace
+from typing import NamedTuple
 
 from profiles.grid import Grid2D
 from profiles.table import ProfileTable, Surface
 
 
-@dataclass(frozen=True)
-class RequestShape:
+class RequestShape(NamedTuple):
     prompt_tokens: int
     output_tokens: int  # expected output tokens (max_tokens if nothing better is known)
 
 
-@dataclass(frozen=True)
-class RunningSeq:
+class RunningSeq(NamedTuple):
     context_tokens: int  # prompt + tokens generated so far
     remaining_tokens: int  # tokens still expected
 
 
-@dataclass(frozen=True)
-class BackendLoad:
+class BackendLoad(NamedTuple):
     """One backend's state as the router sees it (per replica)."""
 
     running: tuple[RunningSeq, ...] = ()
@@ -55,8 +53,7 @@ class BackendLoad:
     mean_prompt_tokens: float = 0.0  # of those arrivals
 
 
-@dataclass(frozen=True)
-class Prediction:
+class Prediction(NamedTuple):
     ttft_ms: float
     tpot_ms: float
     e2e_ms: float
@@ -114,8 +111,12 @@ class LatencyModel:
     def predict(
         self, request: RequestShape, load: BackendLoad, correction: Correction | None = None
     ) -> Prediction:
-        walk = _Walk(self, load)
-        ttft, queue, e2e, replica, delay = walk.run(request)
+        if not load.running and not load.waiting and self.max_num_seqs >= 1:
+            ttft, queue, e2e, replica, delay, extrapolated = self._idle(request, load)
+        else:
+            walk = _Walk(self, load)
+            ttft, queue, e2e, replica, delay = walk.run(request)
+            extrapolated = walk.extrapolated
         out = max(request.output_tokens, 1)
         tpot = (e2e - ttft) / (out - 1) if out > 1 else 0.0
         if correction is not None:
@@ -123,36 +124,50 @@ class LatencyModel:
             queue *= correction.ttft_factor
             tpot *= correction.tpot_factor
             e2e = ttft + tpot * (out - 1)
-        return Prediction(ttft, tpot, e2e, queue, replica, delay, walk.extrapolated)
+        return Prediction(ttft, tpot, e2e, queue, replica, delay, extrapolated)
+
+    def _idle(self, request: RequestShape,
+              load: BackendLoad) -> tuple[float, float, float, float, float, bool]:
+        """The walk's answer when nothing runs or waits (most backends, most of the time,
+        under a router that concentrates load): its prefill alone, then its own decode steps
+        at batch 1. The same arithmetic as `_Walk`, without building one."""
+        ttft, extrapolated = self._prefill(1, request.prompt_tokens)
+        stretch = 1.0
+        if load.arrival_rate_per_s > 0 and load.mean_prompt_tokens > 0:
+            prefill, ex = self._prefill(1, load.mean_prompt_tokens)
+            extrapolated |= ex
+            stretch = 1.0 / (1.0 - min(load.arrival_rate_per_s * prefill / 1e3, 0.9))
+        if request.output_tokens <= 1:
+            return ttft, 0.0, ttft, ttft, 0.0, extrapolated
+        n = request.output_tokens - 1
+        step, ex = self._decode(1, (request.prompt_tokens + n / 2) / 1)
+        step *= stretch
+        return ttft, 0.0, ttft + n * step, 0.0 + ttft + n * step / 1, 0.0, extrapolated | ex
 
 
 def _grid(s: Surface) -> Grid2D:
     return Grid2D(tuple(map(float, s.batch)), tuple(map(float, s.tokens)), s.ms)
 
 
-@dataclass(order=True)
-class _Seq:
-    finish_step: int
-    start_step: int
-    start_context: int
-    reserved: int
-    is_target: bool
-
-
 class _Walk:
-    """The engine's schedule from now until the target request finishes."""
+    """The engine's schedule from now until the target request finishes.
+
+    The batch is a heap of (finish step, start step, start context, is target) tuples: a
+    sequence's context at step s is start context + s - start step, so advancing k steps
+    touches no sequence."""
 
     def __init__(self, model: LatencyModel, load: BackendLoad) -> None:
         self.m = model
         self.extrapolated = False
         self.step = 0  # decode steps done since now
         self.t = 0.0
-        self.heap: list[_Seq] = []
+        heap = [(r.remaining_tokens if r.remaining_tokens > 0 else 0, 0, r.context_tokens, False)
+                for r in load.running]
+        heapq.heapify(heap)
+        self.heap: list[tuple[int, int, int, bool]] = heap
         self.target_running = False
-        self.context_sum = 0
-        self.reserved = 0
-        for r in load.running:
-            self._join(r.context_tokens, max(r.remaining_tokens, 0), False)
+        self.context_sum = sum(r.context_tokens for r in load.running)
+        self.reserved = sum(c + f for f, _, c, _ in heap)  # prompt + output, KV tokens held
         self.queue: deque[tuple[RequestShape, bool]] = deque((w, False) for w in load.waiting)
         self.stretch = 1.0  # decode slowdown from later arrivals' prefills
         if load.arrival_rate_per_s > 0 and load.mean_prompt_tokens > 0:
@@ -162,11 +177,10 @@ class _Walk:
             self.stretch = 1.0 / (1.0 - rho)
 
     def _join(self, context: int, remaining: int, is_target: bool) -> None:
-        seq = _Seq(self.step + remaining, self.step, context, context + remaining, is_target)
-        heapq.heappush(self.heap, seq)
+        heapq.heappush(self.heap, (self.step + remaining, self.step, context, is_target))
         self.target_running |= is_target
         self.context_sum += context
-        self.reserved += seq.reserved
+        self.reserved += context + remaining
 
     def _step_ms(self, batch: int, context: float) -> float:
         ms, ex = self.m.decode_step_ms(batch, context)
@@ -176,10 +190,11 @@ class _Walk:
     def run(self, target: RequestShape) -> tuple[float, float, float, float, float]:
         self.queue.append((target, True))
         ttft = queue_ms = replica = delay = 0.0
-        if self.heap:  # the step in flight: on average half of it remains
-            self.t += 0.5 * self._step_ms(len(self.heap), self.context_sum / len(self.heap))
+        heap = self.heap
+        if heap:  # the step in flight: on average half of it remains
+            self.t += 0.5 * self._step_ms(len(heap), self.context_sum / len(heap))
         while True:
-            admitted = self._admit_group()
+            admitted = self._admit_group() if self.queue else None
             if admitted is not None:
                 group, prefill_ms, target_in = admitted
                 if target_in:
@@ -190,10 +205,10 @@ class _Walk:
                     ttft = self.t
                     if target.output_tokens <= 1:
                         return ttft, queue_ms, ttft, replica, delay
-            if not self.heap:  # nothing runs and the queue head cannot be admitted
+            if not heap:  # nothing runs and the queue head cannot be admitted
                 raise ValueError("request does not fit this backend's capacity")
-            batch = len(self.heap)
-            n = self.heap[0].finish_step - self.step
+            batch = len(heap)
+            n = heap[0][0] - self.step
             mid_context = (self.context_sum + batch * n / 2) / batch
             step = self._step_ms(batch, mid_context) * self.stretch
             if self.target_running:
@@ -204,24 +219,28 @@ class _Walk:
             self.t += n * step
             self.step += n
             self.context_sum += batch * n
-            while self.heap and self.heap[0].finish_step == self.step:
-                seq = heapq.heappop(self.heap)
-                self.context_sum -= seq.start_context + (self.step - seq.start_step)
-                self.reserved -= seq.reserved
-                if seq.is_target:
+            now = self.step
+            while heap and heap[0][0] == now:
+                finish, start, context, is_target = heapq.heappop(heap)
+                self.context_sum -= context + (now - start)
+                self.reserved -= context + (finish - start)
+                if is_target:
                     return ttft, queue_ms, self.t, replica, delay
 
     def _admit_group(self) -> tuple[int, float, bool] | None:
         group: list[tuple[RequestShape, bool]] = []
         reserved = self.reserved
-        while self.queue:
-            shape, is_target = self.queue[0]
+        running = len(self.heap)
+        max_seqs, kv = self.m.max_num_seqs, self.m.kv_tokens
+        queue = self.queue
+        while queue:
+            shape, _ = queue[0]
             need = shape.prompt_tokens + shape.output_tokens
-            if len(self.heap) + len(group) >= self.m.max_num_seqs:
+            if running + len(group) >= max_seqs:
                 break
-            if reserved + need > self.m.kv_tokens and (self.heap or group):
+            if reserved + need > kv and (running or group):
                 break
-            group.append(self.queue.popleft())
+            group.append(queue.popleft())
             reserved += need
         if not group:
             return None

@@ -3,7 +3,10 @@
 What one measurement is (the latency model reads the table with the same meaning):
 * prefill(b, p): b requests of p prompt tokens sent at once with max_tokens=1; the time
   until the last of them has its first token. The median of the repetitions is stored,
-  with the p90-p10 spread.
+  with the p90-p10 spread. With `idle_s`, the backend is left idle that long before each
+  one: requests that arrive one by one meet a serving path that has gone quiet (over HTTP
+  through Ray Serve on a small machine that costs milliseconds), not one kept warm by a
+  request just before.
 * decode(b, c): b requests of c prompt tokens sent at once, `decode_steps` + 1 tokens each;
   the median gap between consecutive tokens once all are decoding. The context axis is the
   mean context during those steps, c + decode_steps / 2.
@@ -61,9 +64,9 @@ class SweepPlan:
 
 QUICK = SweepPlan(
     prefill_batch=(1, 2, 4, 8),
-    prefill_tokens=(16, 64, 256, 512),
+    prefill_tokens=(16, 64, 256, 512, 1024),
     decode_batch=(1, 2, 4, 8, 16, 32),
-    decode_context=(16, 128, 512),
+    decode_context=(16, 128, 512, 1024),
     decode_steps=16,
     repetitions=3,
     warmup=2,
@@ -90,6 +93,7 @@ async def sweep(
     vocab_size: int,
     progress: Callable[[int], None] = lambda n: None,
     seed: int = 0,
+    idle_s: float = 0.0,
 ) -> tuple[Surface, Surface]:
     rng = np.random.default_rng(seed)
     for _ in range(plan.warmup):
@@ -101,6 +105,8 @@ async def sweep(
         for p in plan.prefill_tokens:
             samples = []
             for _ in range(plan.repetitions):
+                if idle_s > 0:
+                    await asyncio.sleep(idle_s)
                 start, timings = await _group(target, rng, vocab_size, b, p, 1)
                 samples.append(max(t.token_times[0] for t in timings) - start)
                 progress(1)
@@ -199,6 +205,7 @@ def make_table(
     capacity: dict[str, int],
     plan: SweepPlan,
     elapsed_s: float,
+    idle_ms: float = 0.0,
 ) -> ProfileTable:
     return ProfileTable(
         backend_id=backend_id,
@@ -216,6 +223,7 @@ def make_table(
             "repetitions": plan.repetitions,
             "warmup": plan.warmup,
             "decode_steps": plan.decode_steps,
+            "idle_ms_before_prefill": idle_ms,
             "elapsed_s": round(elapsed_s, 1),
             "load_average": list(os.getloadavg()),
         },

@@ -8,8 +8,8 @@ import path (`package.module:Class`). The live ingress and the simulator call th
 from __future__ import annotations
 
 import importlib
-from dataclasses import dataclass, field
-from typing import Any, ClassVar, Literal
+from dataclasses import dataclass
+from typing import Any, ClassVar, Literal, NamedTuple
 
 from backends.errors import ConfigError
 from profiles.cost import request_cost_usd
@@ -38,15 +38,14 @@ class Slo:
         return tuple(out)
 
 
-@dataclass(frozen=True)
-class BackendView:
+class BackendView(NamedTuple):
     """One backend as the router sees it now."""
 
     id: str
     usd_per_hour: float
     model: LatencyModel
     load: BackendLoad  # per replica (the least loaded replica's share)
-    correction: Correction = field(default_factory=Correction)
+    correction: Correction = Correction()  # immutable: one shared default is safe
     healthy: bool = True
 
 
@@ -59,8 +58,7 @@ class RoutingContext:
     sequence: int = 0  # how many requests were routed before this one
 
 
-@dataclass(frozen=True)
-class Candidate:
+class Candidate(NamedTuple):
     backend_id: str
     prediction: Prediction
     cost_usd: float

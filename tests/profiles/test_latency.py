@@ -101,3 +101,22 @@ def test_later_arrivals_stretch_decoding() -> None:
     busy = MODEL.predict(REQ, busy_load)
     prefill, _ = MODEL.prefill_ms(1, 256)
     assert busy.tpot_ms == pytest.approx(quiet.tpot_ms / (1 - 20 * prefill / 1e3))
+
+
+@pytest.mark.parametrize("load", [
+    BackendLoad(),
+    BackendLoad(arrival_rate_per_s=20.0, mean_prompt_tokens=256),
+    BackendLoad(arrival_rate_per_s=3.0, mean_prompt_tokens=5000),  # extrapolated prefill
+])
+@pytest.mark.parametrize("request_shape", [
+    REQ, RequestShape(64, 1), RequestShape(4096, 300), RequestShape(1, 2)])
+def test_the_idle_shortcut_is_the_walk(load: BackendLoad, request_shape: RequestShape) -> None:
+    """An idle backend is answered without walking the schedule: the same numbers."""
+    from profiles.latency import _Walk
+
+    walk = _Walk(MODEL, load)
+    ttft, queue, e2e, replica, delay = walk.run(request_shape)
+    p = MODEL.predict(request_shape, load)
+    assert (p.ttft_ms, p.queue_ms, p.e2e_ms, p.replica_ms, p.others_delay_ms) == (
+        ttft, queue, e2e, replica, delay)
+    assert p.extrapolated == walk.extrapolated
