@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import math
 import time
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import httpx
 import numpy as np
@@ -121,14 +121,15 @@ class OpenAIClient:
                                     content=json.dumps(body).encode(),
                                     extensions={"timeout": self._timeout})
             response = await transport.handle_async_request(request)
+            stream = cast(httpx.AsyncByteStream, response.stream)
             try:
                 record.status = response.status_code
                 record.headers = {k: v for k, v in response.headers.items()
                                   if k.startswith("x-costroute-")}
                 if response.status_code != 200:
-                    record.error = _error_message(b"".join([c async for c in response.stream]))
+                    record.error = _error_message(b"".join([c async for c in stream]))
                 else:
-                    await self._read_stream(response.stream, record, sent)
+                    await self._read_stream(stream, record, sent)
             finally:
                 await response.aclose()
         except Exception as exc:  # recorded; the run goes on
@@ -146,7 +147,8 @@ class OpenAIClient:
             record.completion_tokens = len(record.token_s)
         return record
 
-    async def _read_stream(self, stream: Any, record: Record, sent: float) -> None:
+    async def _read_stream(self, stream: httpx.AsyncByteStream, record: Record,
+                           sent: float) -> None:
         """Server-sent events, split here rather than by httpx's text line decoder (a third
         of the client's CPU per chunk). Every event in a network read gets the time of that
         read: it is when those tokens reached the client."""
