@@ -14,11 +14,19 @@ chunks, so ORT's blocking `run` never stalls the event loop. Each loop iteration
 Works with any execution provider (CPU, CUDA, ROCm/MIGraphX, OpenVINO, CANN, ...): the
 providers and their options come from `OnnxRuntimeOptions`, validated at construction.
 torch is never imported.
+
+Request trace (debugging, latency studies): with `COSTROUTE_ENGINE_TRACE=PATH` in the
+engine's environment, each finished request appends one JSON line to PATH: its lengths and
+when it reached the engine, was admitted, had its first token and finished, as
+`time.perf_counter()` seconds (CLOCK_MONOTONIC on Linux: comparable between processes on
+one host, e.g. with a load tester's send times; `benchmarks/ttft_breakdown.py` does that).
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
+import os
 import threading
 import time
 from collections import deque
@@ -124,6 +132,9 @@ class _Seq:
     sink: tuple[asyncio.AbstractEventLoop, asyncio.Queue[Any]]
     rng: np.random.Generator
     reserved_tokens: int
+    arrived: float  # perf_counter at intake; admitted / first token: 0.0 until then
+    admitted_at: float = 0.0
+    first_token_at: float = 0.0
     output_ids: list[int] = field(default_factory=list)
     last_token: int = 0
     length: int = 0  # tokens in the KV cache
@@ -149,6 +160,8 @@ class OnnxRuntimeEngine:
         self._dead: BaseException | None = None
         self._started = False
         self.steps = 0
+        trace = os.environ.get("COSTROUTE_ENGINE_TRACE")
+        self._trace = open(trace, "a", buffering=1) if trace else None  # noqa: SIM115
 
     # ---- public API -------------------------------------------------------------------
 
@@ -255,6 +268,7 @@ class OnnxRuntimeEngine:
             sink=(loop, asyncio.Queue()),
             rng=make_rng(params),
             reserved_tokens=reserved,
+            arrived=time.perf_counter(),
         )
 
     def _request_abort(self, request_id: str) -> None:
@@ -372,6 +386,7 @@ class OnnxRuntimeEngine:
             width = new_width
             admitted.append(self._waiting.popleft())
             seq.admitted = True
+            seq.admitted_at = time.perf_counter()
             self._kv_reserved += seq.reserved_tokens
         if not admitted:
             return
@@ -427,6 +442,8 @@ class OnnxRuntimeEngine:
         keep: list[int] = []
         for row, (seq, tok) in enumerate(zip(seqs, tokens)):
             seq.output_ids.append(tok)
+            if not seq.first_token_at:
+                seq.first_token_at = time.perf_counter()
             seq.last_token = tok
             p = seq.params
             reason: FinishReason | None = None
@@ -456,6 +473,13 @@ class OnnxRuntimeEngine:
         token_ids: tuple[int, ...] = (),
     ) -> None:
         usage = Usage(len(seq.prompt_ids), len(seq.output_ids))
+        if self._trace is not None:
+            self._trace.write(json.dumps({
+                "engine": "onnxruntime", "pid": os.getpid(), "request_id": seq.request_id,
+                "prompt_tokens": len(seq.prompt_ids), "max_tokens": seq.params.max_tokens,
+                "output_tokens": len(seq.output_ids), "reason": reason,
+                "arrived": seq.arrived, "admitted": seq.admitted_at,
+                "first_token": seq.first_token_at, "finished": time.perf_counter()}) + "\n")
         outbox.append((seq, Chunk(seq.request_id, text, token_ids, reason, usage)))
         self._active.pop(seq.request_id, None)
         if seq.admitted:

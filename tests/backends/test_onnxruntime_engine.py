@@ -199,3 +199,31 @@ async def test_first_token_goes_out_before_the_next_decode_step(tiny_model_dir: 
         assert first is not None and 0.15 <= first < 0.25
     finally:
         await slow.shutdown()
+
+
+async def test_request_trace(tiny_model_dir: Path, tmp_path: Path,
+                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """COSTROUTE_ENGINE_TRACE: one line per finished request, its times in order and on the
+    caller's perf_counter clock."""
+    import json
+    import time
+
+    trace = tmp_path / "trace.jsonl"
+    monkeypatch.setenv("COSTROUTE_ENGINE_TRACE", str(trace))
+    traced = OnnxRuntimeEngine(OnnxRuntimeOptions(model=str(tiny_model_dir), step_delay_ms=20))
+    await traced.start()
+    try:
+        before = time.perf_counter()
+        await asyncio.gather(*(_run(traced, f"t-{i}", PROMPTS[i], max_tokens=4, ignore_eos=True)
+                               for i in range(2)))
+        after = time.perf_counter()
+    finally:
+        await traced.shutdown()
+    lines = [json.loads(line) for line in trace.read_text().splitlines()]
+    assert sorted(line["request_id"] for line in lines) == ["t-0", "t-1"]
+    for line in lines:
+        assert line["output_tokens"] == 4 and line["reason"] == "length"
+        assert before <= line["arrived"] <= line["admitted"] < line["first_token"]
+        assert line["first_token"] - line["admitted"] >= 0.02  # the prefill, with its delay
+        assert line["finished"] - line["first_token"] >= 3 * 0.02  # three decode steps
+        assert line["finished"] <= after

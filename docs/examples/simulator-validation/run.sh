@@ -37,7 +37,8 @@ mkdir -p "$OUT/profiles/served"
 for b in cpu-vllm cpu-onnxruntime cpu-onnxruntime-1t; do
   serve "profile-$b" --backend "$b"
   "${CR[@]}" profile measure --url "http://127.0.0.1:$PORT" --model costroute-llama-tiny \
-      --backend-id "$b" --accelerator cpu --quick --out "$OUT/profiles/served/$b.json" \
+      --backend-id "$b" --accelerator cpu --quick --idle-ms 500 \
+      --out "$OUT/profiles/served/$b.json" \
       --max-num-seqs "$(capacity "$b" max_num_seqs)" --kv-tokens "$(capacity "$b" kv_tokens)"
   stop
 done
@@ -48,7 +49,7 @@ serve fleet
 mkdir -p "$OUT/profiles/in-fleet"
 for b in cpu-vllm cpu-onnxruntime cpu-onnxruntime-1t; do  # each pinned, the others up
   "${CR[@]}" profile measure --url "http://127.0.0.1:$PORT" --model costroute-llama-tiny \
-      --pin-backend "$b" --backend-id "$b" --accelerator cpu --quick \
+      --pin-backend "$b" --backend-id "$b" --accelerator cpu --quick --idle-ms 500 \
       --out "$OUT/profiles/in-fleet/$b.json" \
       --max-num-seqs "$(capacity "$b" max_num_seqs)" --kv-tokens "$(capacity "$b" kv_tokens)"
 done
