@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -275,6 +275,8 @@ def plan_requests(spec: WorkloadSpec) -> Iterator[Planned]:
     shares = np.array([c.share for c in spec.mix], dtype=float)
     classes = list(spec.slo_mix)
     class_p = np.array([spec.slo_mix[c] for c in classes], dtype=float)
+    names = {c.slo_class for c in spec.mix} | set(classes) | {None}
+    targets = {name: _targets(spec.slo_classes, name) for name in names}
     block = 4096
     index, clock = 0, 0.0
     while True:
@@ -289,13 +291,13 @@ def plan_requests(spec: WorkloadSpec) -> Iterator[Planned]:
                    if classes else np.zeros(block, dtype=np.int64))
         closed = spec.arrival.process == "closed"
         times = None if closed else clock + np.cumsum(spec.arrival.gaps(rng, block))
-        for i in range(block):
-            name = spec.mix[kinds[i]].slo_class or (classes[slo_idx[i]] if classes else None)
-            at = None if times is None else float(times[i])
-            plan = Planned(index, at, int(prompts[i]), int(outputs[i]), spec.mix[kinds[i]].name,
-                           name, _targets(spec.slo_classes, name), warmup=False)
+        ats = [None] * block if times is None else times.tolist()
+        for kind, at, prompt, output, slo_i in zip(kinds.tolist(), ats, prompts.tolist(),
+                                                   outputs.tolist(), slo_idx.tolist()):
+            comp = spec.mix[kind]
+            name = comp.slo_class or (classes[slo_i] if classes else None)
+            yield Planned(index, at, prompt, output, comp.name, name, dict(targets[name]))
             index += 1
-            yield plan
         if times is not None:
             clock = float(times[-1])
 
@@ -321,8 +323,7 @@ def bounded_plans(spec: WorkloadSpec) -> Iterator[Planned]:
             if spec.num_requests is not None and measured >= spec.num_requests:
                 return
             measured += 1
-        yield Planned(p.index, p.at_s, p.prompt_tokens, p.output_tokens, p.component,
-                      p.slo_class, p.slo, p.prompt, warm)
+        yield replace(p, warmup=True) if warm else p  # plans come unmarked
 
 
 def _targets(classes: Mapping[str, SloSpec], name: str | None) -> dict[str, float]:

@@ -159,13 +159,10 @@ class _Walk:
     def __init__(self, model: LatencyModel, load: BackendLoad) -> None:
         self.m = model
         self.extrapolated = False
-        self.step = 0  # decode steps done since now
-        self.t = 0.0
         heap = [(r.remaining_tokens if r.remaining_tokens > 0 else 0, 0, r.context_tokens, False)
                 for r in load.running]
         heapq.heapify(heap)
         self.heap: list[tuple[int, int, int, bool]] = heap
-        self.target_running = False
         self.context_sum = sum(r.context_tokens for r in load.running)
         self.reserved = sum(c + f for f, _, c, _ in heap)  # prompt + output, KV tokens held
         self.queue: deque[tuple[RequestShape, bool]] = deque((w, False) for w in load.waiting)
@@ -176,79 +173,79 @@ class _Walk:
             rho = min(load.arrival_rate_per_s * prefill / 1e3, 0.9)
             self.stretch = 1.0 / (1.0 - rho)
 
-    def _join(self, context: int, remaining: int, is_target: bool) -> None:
-        heapq.heappush(self.heap, (self.step + remaining, self.step, context, is_target))
-        self.target_running |= is_target
-        self.context_sum += context
-        self.reserved += context + remaining
-
-    def _step_ms(self, batch: int, context: float) -> float:
-        ms, ex = self.m.decode_step_ms(batch, context)
-        self.extrapolated |= ex
-        return ms
-
     def run(self, target: RequestShape) -> tuple[float, float, float, float, float]:
-        self.queue.append((target, True))
-        ttft = queue_ms = replica = delay = 0.0
-        heap = self.heap
+        """(TTFT, queue, E2E, replica time, delay to others), in ms. One loop with local
+        state: routers call this for every backend on every request."""
+        m = self.m
+        decode, prefill = m._decode, m._prefill
+        max_seqs, kv = m.max_num_seqs, m.kv_tokens
+        heap, queue, stretch = self.heap, self.queue, self.stretch
+        push, pop = heapq.heappush, heapq.heappop
+        extrapolated = self.extrapolated
+        context_sum, reserved = self.context_sum, self.reserved
+        target_running = False
+        step_no = 0  # decode steps done since now
+        t = ttft = queue_ms = replica = delay = 0.0
+        queue.append((target, True))
         if heap:  # the step in flight: on average half of it remains
-            self.t += 0.5 * self._step_ms(len(heap), self.context_sum / len(heap))
+            ms, ex = decode(len(heap), context_sum / len(heap))
+            extrapolated |= ex
+            t += 0.5 * ms
         while True:
-            admitted = self._admit_group() if self.queue else None
-            if admitted is not None:
-                group, prefill_ms, target_in = admitted
-                if target_in:
-                    queue_ms = self.t
-                    replica += prefill_ms / group
-                self.t += prefill_ms
-                if target_in:
-                    ttft = self.t
-                    if target.output_tokens <= 1:
-                        return ttft, queue_ms, ttft, replica, delay
+            if queue:  # admit a group at this step boundary: FIFO, while the caps allow
+                group: list[tuple[RequestShape, bool]] = []
+                held, running = reserved, len(heap)
+                while queue:
+                    shape = queue[0][0]
+                    need = shape.prompt_tokens + shape.output_tokens
+                    if running + len(group) >= max_seqs:
+                        break
+                    if held + need > kv and (running or group):
+                        break
+                    group.append(queue.popleft())
+                    held += need
+                if group:
+                    ms, ex = prefill(len(group), max(s.prompt_tokens for s, _ in group))
+                    extrapolated |= ex
+                    target_in = False
+                    for shape, is_target in group:
+                        # The prefill yields the first token; the rest are decode steps.
+                        remaining = max(shape.output_tokens - 1, 0)
+                        push(heap, (step_no + remaining, step_no, shape.prompt_tokens, is_target))
+                        context_sum += shape.prompt_tokens
+                        reserved += shape.prompt_tokens + remaining
+                        target_in |= is_target
+                    if target_in:
+                        target_running = True
+                        queue_ms = t
+                        replica += ms / len(group)
+                    t += ms
+                    if target_in:
+                        ttft = t
+                        if target.output_tokens <= 1:
+                            self.extrapolated = extrapolated
+                            return ttft, queue_ms, ttft, replica, delay
             if not heap:  # nothing runs and the queue head cannot be admitted
                 raise ValueError("request does not fit this backend's capacity")
             batch = len(heap)
-            n = heap[0][0] - self.step
-            mid_context = (self.context_sum + batch * n / 2) / batch
-            step = self._step_ms(batch, mid_context) * self.stretch
-            if self.target_running:
+            n = heap[0][0] - step_no
+            mid_context = (context_sum + batch * n / 2) / batch
+            ms, ex = decode(batch, mid_context)
+            extrapolated |= ex
+            step = ms * stretch
+            if target_running:
                 replica += n * step / batch
                 if batch > 1:
-                    smaller = self._step_ms(batch - 1, mid_context) * self.stretch
-                    delay += n * max(step - smaller, 0.0) * (batch - 1)
-            self.t += n * step
-            self.step += n
-            self.context_sum += batch * n
-            now = self.step
-            while heap and heap[0][0] == now:
-                finish, start, context, is_target = heapq.heappop(heap)
-                self.context_sum -= context + (now - start)
-                self.reserved -= context + (finish - start)
+                    ms, ex = decode(batch - 1, mid_context)
+                    extrapolated |= ex
+                    delay += n * max(step - ms * stretch, 0.0) * (batch - 1)
+            t += n * step
+            step_no += n
+            context_sum += batch * n
+            while heap and heap[0][0] == step_no:
+                finish, start, context, is_target = pop(heap)
+                context_sum -= context + (step_no - start)
+                reserved -= context + (finish - start)
                 if is_target:
-                    return ttft, queue_ms, self.t, replica, delay
-
-    def _admit_group(self) -> tuple[int, float, bool] | None:
-        group: list[tuple[RequestShape, bool]] = []
-        reserved = self.reserved
-        running = len(self.heap)
-        max_seqs, kv = self.m.max_num_seqs, self.m.kv_tokens
-        queue = self.queue
-        while queue:
-            shape, _ = queue[0]
-            need = shape.prompt_tokens + shape.output_tokens
-            if running + len(group) >= max_seqs:
-                break
-            if reserved + need > kv and (running or group):
-                break
-            group.append(queue.popleft())
-            reserved += need
-        if not group:
-            return None
-        longest = max(s.prompt_tokens for s, _ in group)
-        ms, ex = self.m.prefill_ms(len(group), longest)
-        self.extrapolated |= ex
-        for shape, is_target in group:
-            # The prefill yields the first token; the rest are decode steps.
-            self._join(shape.prompt_tokens, max(shape.output_tokens - 1, 0), is_target)
-        # Those with nothing left to decode finish at once.
-        return len(group), ms, any(t for _, t in group)
+                    self.extrapolated = extrapolated
+                    return ttft, queue_ms, t, replica, delay
