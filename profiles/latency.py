@@ -140,9 +140,9 @@ class LatencyModel:
         if request.output_tokens <= 1:
             return ttft, 0.0, ttft, ttft, 0.0, extrapolated
         n = request.output_tokens - 1
-        step, ex = self._decode(1, (request.prompt_tokens + n / 2) / 1)
+        step, ex = self._decode(1, request.prompt_tokens + n / 2)
         step *= stretch
-        return ttft, 0.0, ttft + n * step, 0.0 + ttft + n * step / 1, 0.0, extrapolated | ex
+        return ttft, 0.0, ttft + n * step, ttft + n * step, 0.0, extrapolated | ex
 
 
 def _grid(s: Surface) -> Grid2D:
