@@ -14,7 +14,8 @@ capacity, head_dim]; the first `size` rows are the running sequences, in batch o
 * A leaving row is replaced by the last running row (one row copied, not the batch), so the
   batch order changes: `remove_rows` returns the new order.
 * Buffers grow (rows or columns) by reallocation; leading columns no row uses are cut when
-  they are worth a copy.
+  they are worth a copy, and column capacity shrinks back (to `write` + `grow`) once less
+  than half of it is needed: decode steps attend over the whole capacity.
 
 `views()` gives what a decode step feeds: the running rows of every buffer and of
 `attention_mask` ([rows, capacity + 1]: the mask plus a last column of ones for the token
@@ -113,9 +114,14 @@ class KVCache:
         return order
 
     def _compact(self) -> None:
-        """Cut leading columns no running row uses, when there are enough to pay the copy."""
+        """Cut leading columns no running row uses, when there are enough to pay the copy;
+        give back column capacity the batch no longer needs. A decode step attends over
+        every column of the buffers (masked or not), so a capacity left wide by one long
+        prompt would slow every later step."""
         if self.size == 0:
             self.write = 0
+            if self.capacity > self.grow:
+                self._alloc(self.row_capacity, self.grow)
             return
         used = self.attention_mask[: self.size, : self.write].any(axis=0)
         start = int(np.argmax(used)) if used.any() else self.write
@@ -126,6 +132,8 @@ class KVCache:
             self.attention_mask[:n, : w - start] = self.attention_mask[:n, start:w]
             self.attention_mask[:n, w - start : self.capacity] = 0
             self.write = w - start
+        if self.capacity >= 2 * (self.write + self.grow):
+            self._alloc(self.row_capacity, self.write + self.grow)
 
     def _make_room(self, new_rows: int, width: int) -> None:
         """Room for `new_rows` more rows and a write column of at least `width`."""

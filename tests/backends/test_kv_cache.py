@@ -66,3 +66,21 @@ def test_leading_columns_nobody_uses_are_cut() -> None:
     assert (c.size, c.write) == (1, 2)
     assert _col(c, 0) == [2, 2] and c.mask[0, :2].tolist() == [1, 1]
     assert not c.mask[0, 2:].any()
+
+
+def test_capacity_shrinks_back_after_a_long_prompt_leaves() -> None:
+    """Decode steps attend over every column of the buffers: one long prompt must not leave
+    them wide for the rest of the engine's life."""
+    c = KVCache(2, 1, 2, grow=4)
+    c.add_rows(_kv(1, 40, 1.0), np.ones((1, 40), dtype=np.int64))
+    c.add_rows(_kv(1, 3, 2.0), np.ones((1, 3), dtype=np.int64))
+    assert c.capacity >= 41
+    c.remove_rows({0})  # the long row leaves: the short one needs 3 columns + room to grow
+    assert (c.size, c.write) == (1, 3) and c.capacity == 3 + 4
+    assert _col(c, 0) == [2, 2, 2] and c.mask[0].tolist() == [1, 1, 1, 0, 0, 0, 0]
+    past, mask = c.views()
+    assert past[0].shape[2] == 7 and mask.shape == (1, 8) and past[0].flags["C_CONTIGUOUS"]
+    c.append_step(_kv(1, 1, 5.0))
+    assert _col(c, 0) == [2, 2, 2, 5]
+    c.remove_rows({0})  # empty: back to the initial width
+    assert (c.size, c.write, c.capacity) == (0, 0, 4)
