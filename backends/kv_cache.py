@@ -113,14 +113,14 @@ class KVCache:
         self._compact()
         return order
 
-    def _compact(self) -> None:
+    def _compact(self, shrink: bool = True) -> None:
         """Cut leading columns no running row uses, when there are enough to pay the copy;
         give back column capacity the batch no longer needs. A decode step attends over
         every column of the buffers (masked or not), so a capacity left wide by one long
         prompt would slow every later step."""
         if self.size == 0:
             self.write = 0
-            if self.capacity > self.grow:
+            if shrink and self.capacity > self.grow:
                 self._alloc(self.row_capacity, self.grow)
             return
         used = self.attention_mask[: self.size, : self.write].any(axis=0)
@@ -132,12 +132,12 @@ class KVCache:
             self.attention_mask[:n, : w - start] = self.attention_mask[:n, start:w]
             self.attention_mask[:n, w - start : self.capacity] = 0
             self.write = w - start
-        if self.capacity >= 2 * (self.write + self.grow):
+        if shrink and self.capacity >= 2 * (self.write + self.grow):
             self._alloc(self.row_capacity, self.write + self.grow)
 
     def _make_room(self, new_rows: int, width: int) -> None:
         """Room for `new_rows` more rows and a write column of at least `width`."""
-        self._compact()
+        self._compact(shrink=False)  # one reallocation below, not a shrink and then a growth
         rows = self.row_capacity
         while rows < self.size + new_rows:
             rows *= 2

@@ -45,7 +45,7 @@ from loadtest.client import OpenAIClient, TokenPool  # noqa: E402
 from loadtest.records import BACKEND_HEADER, Record  # noqa: E402
 from loadtest.runner import run_load  # noqa: E402
 from loadtest.workload import Planned, WorkloadSpec, chat_doc_preset, parse_workload  # noqa: E402
-from serving.config import load_fleet_config  # noqa: E402
+from serving.config import FleetConfig, load_fleet_config  # noqa: E402
 
 PARTS = ("to_engine_ms", "engine_queue_ms", "prefill_ms", "first_out_ms", "ttft_ms",
          "engine_tpot_ms", "client_tpot_ms")
@@ -77,8 +77,8 @@ def serve(config: str, port: int, trace: Path, log: Path) -> subprocess.Popen[by
     return proc
 
 
-def workload(config: str, rate: float, duration: float, warmup: float, seed: int) -> WorkloadSpec:
-    fleet = load_fleet_config(config)
+def workload(fleet: FleetConfig, rate: float, duration: float, warmup: float,
+             seed: int) -> WorkloadSpec:
     return parse_workload({
         "arrival": {"process": "poisson", "rate_rps": rate},
         "mix": [c.model_dump() for c in chat_doc_preset()],
@@ -177,7 +177,7 @@ def main() -> int:
         try:
             for rate in rates:
                 trace.write_text("")
-                spec = workload(args.config, rate, args.duration, args.warmup, args.seed)
+                spec = workload(fleet, rate, args.duration, args.warmup, args.seed)
                 records, sent = asyncio.run(measure(f"http://127.0.0.1:{port}",
                                                     fleet.served_model_name, spec))
                 time.sleep(1.0)  # the last lines reach the file

@@ -132,17 +132,23 @@ class LatencyModel:
         under a router that concentrates load): its prefill alone, then its own decode steps
         at batch 1. The same arithmetic as `_Walk`, without building one."""
         ttft, extrapolated = self._prefill(1, request.prompt_tokens)
-        stretch = 1.0
-        if load.arrival_rate_per_s > 0 and load.mean_prompt_tokens > 0:
-            prefill, ex = self._prefill(1, load.mean_prompt_tokens)
-            extrapolated |= ex
-            stretch = 1.0 / (1.0 - min(load.arrival_rate_per_s * prefill / 1e3, 0.9))
+        stretch, ex = self._stretch(load)
+        extrapolated |= ex
         if request.output_tokens <= 1:
             return ttft, 0.0, ttft, ttft, 0.0, extrapolated
         n = request.output_tokens - 1
         step, ex = self._decode(1, request.prompt_tokens + n / 2)
         step *= stretch
         return ttft, 0.0, ttft + n * step, ttft + n * step, 0.0, extrapolated | ex
+
+    def _stretch(self, load: BackendLoad) -> tuple[float, bool]:
+        """Decode slowdown from later arrivals' prefills: with arrivals at rate lambda, each
+        taking prefill(1, mean prompt), decoding runs 1 - rho of the time (rho capped at 0.9)."""
+        if load.arrival_rate_per_s <= 0 or load.mean_prompt_tokens <= 0:
+            return 1.0, False
+        prefill, extrapolated = self._prefill(1, load.mean_prompt_tokens)
+        rho = min(load.arrival_rate_per_s * prefill / 1e3, 0.9)
+        return 1.0 / (1.0 - rho), extrapolated
 
 
 def _grid(s: Surface) -> Grid2D:
@@ -158,7 +164,7 @@ class _Walk:
 
     def __init__(self, model: LatencyModel, load: BackendLoad) -> None:
         self.m = model
-        self.extrapolated = False
+        self.stretch, self.extrapolated = model._stretch(load)  # decode slowdown from arrivals
         heap = [(r.remaining_tokens if r.remaining_tokens > 0 else 0, 0, r.context_tokens, False)
                 for r in load.running]
         heapq.heapify(heap)
@@ -166,12 +172,6 @@ class _Walk:
         self.context_sum = sum(r.context_tokens for r in load.running)
         self.reserved = sum(c + f for f, _, c, _ in heap)  # prompt + output, KV tokens held
         self.queue: deque[tuple[RequestShape, bool]] = deque((w, False) for w in load.waiting)
-        self.stretch = 1.0  # decode slowdown from later arrivals' prefills
-        if load.arrival_rate_per_s > 0 and load.mean_prompt_tokens > 0:
-            prefill, ex = model.prefill_ms(1, load.mean_prompt_tokens)
-            self.extrapolated |= ex
-            rho = min(load.arrival_rate_per_s * prefill / 1e3, 0.9)
-            self.stretch = 1.0 / (1.0 - rho)
 
     def run(self, target: RequestShape) -> tuple[float, float, float, float, float]:
         """(TTFT, queue, E2E, replica time, delay to others), in ms. One loop with local

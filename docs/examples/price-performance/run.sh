@@ -15,19 +15,15 @@ LOGS=$(mktemp -d)
 WORKLOAD=(--mix chat-doc --slo-mix interactive=0.3,standard=0.5,batch=0.2 --seed 1
           --start 1 --factor 1.5 --max-rate 12 --duration 20 --warmup 3 --attainment 0.9)
 
+source docs/examples/serve.sh  # serve NAME [--backend ID], stop
+
 sweep() {  # sweep NAME [--backend ID]
   local name=$1; shift
-  "$PY" -m serving.cli serve --config deploy/local.yaml --port "$PORT" "$@" \
-      > "$LOGS/$name.out" 2> "$LOGS/$name.err" &
-  local pid=$!
-  until grep -q "costroute: serving" "$LOGS/$name.out"; do
-    kill -0 "$pid" 2>/dev/null || { tail -20 "$LOGS/$name.err"; exit 1; }
-    sleep 1
-  done
+  serve "$name" "$@"
   rm -rf "${OUT:?}/$name"
   "$PY" -m serving.cli loadtest sweep --url "http://127.0.0.1:$PORT" --fleet deploy/local.yaml \
       "$@" "${WORKLOAD[@]}" --out "$OUT/$name" --label "$name" --no-progress
-  kill -INT "$pid"; wait "$pid" || true
+  stop
   rm -f "$OUT/$name"/rate-*/report.html  # the markdown reports and plots stay; keeps the repo small
 }
 

@@ -18,17 +18,7 @@ PORT=${PORT:-8300}
 LOGS=$(mktemp -d)
 CR=("$PY" -m serving.cli)
 
-serve() {  # serve NAME [--backend ID]: start, wait until it serves
-  local name=$1; shift
-  "${CR[@]}" serve --config deploy/local.yaml --port "$PORT" "$@" \
-      > "$LOGS/$name.out" 2> "$LOGS/$name.err" &
-  SERVE_PID=$!
-  until grep -q "costroute: serving" "$LOGS/$name.out"; do
-    kill -0 "$SERVE_PID" 2>/dev/null || { tail -20 "$LOGS/$name.err"; exit 1; }
-    sleep 1
-  done
-}
-stop() { kill -INT "$SERVE_PID"; wait "$SERVE_PID" || true; }
+source docs/examples/serve.sh  # serve NAME [--backend ID], stop
 capacity() {  # capacity ID KEY: from the backend's in-process table
   "$PY" -c "import json,sys; print(json.load(open('profiles/tables/$1.json'))['capacity']['$2'])"
 }
