@@ -4,7 +4,8 @@ load test would have written, and the same summary.
 Each backend replica is the continuous-batching engine the latency model describes, now driven
 by real arrivals: at a step boundary it admits queued requests in FIFO order while the caps
 allow (sequences, KV tokens reserved for prompt + output), prefills them together
-(prefill(group, longest prompt) from the profile, which gives each its first token), then runs
+(prefill(group, longest prompt) from the profile, which gives each its first token, plus what
+joining the running batch adds where the profile measured it), then runs
 decode steps for the whole batch (decode(batch, mean context)). Between events the batch is
 constant, so a decode phase runs to the next finish in one event; an arrival that can be
 admitted cuts the phase at the next step boundary. Time is exact to the profile; nothing here
@@ -292,7 +293,10 @@ class Simulation:
             group.append(req)
             kv += req.plan.prompt_tokens + req.plan.output_tokens
         if group:
-            ms, _ = rep.m.prefill_ms(len(group), max(r.plan.prompt_tokens for r in group))
+            longest = max(r.plan.prompt_tokens for r in group)
+            ms, _ = rep.m.prefill_ms(len(group), longest)
+            if rep.heap:  # joining a running batch (a `join` surface in the profile)
+                ms += rep.m.join_extra_ms(len(rep.heap), longest)[0]
             rep.op, rep.op_t0, rep.prefilling = "prefill", t, group
             rep.op_end = t + ms / 1e3
             self._schedule(rep.op_end, b, rep)

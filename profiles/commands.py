@@ -204,8 +204,9 @@ async def _measure(args: argparse.Namespace) -> int:
         started = time.monotonic()
         with tqdm(total=plan.measurements, desc=f"profiling {args.backend_id}", unit="run",
                   file=sys.stderr) as bar:
-            prefill, decode = await sweep(target, plan, facts["vocab_size"], bar.update,
-                                          idle_s=args.idle_ms / 1e3)
+            prefill, decode, join = await sweep(target, plan, facts["vocab_size"], bar.update,
+                                                idle_s=args.idle_ms / 1e3,
+                                                max_model_len=facts["max_model_len"])
         table = make_table(
             backend_id=args.backend_id,
             accelerator=args.accelerator,
@@ -218,6 +219,7 @@ async def _measure(args: argparse.Namespace) -> int:
             plan=plan,
             elapsed_s=time.monotonic() - started,
             idle_ms=args.idle_ms,
+            join=join,
         )
         table.save(Path(args.out))
         print(f"wrote {args.out} ({plan.measurements} runs in {time.monotonic() - started:.0f}s)",

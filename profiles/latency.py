@@ -13,6 +13,11 @@ is O(n log n) in the sequences involved, not O(tokens):
   queued ahead of it, and for a free slot if the batch is full;
 * joining the batch makes every step slower for everyone; the walk includes that, and
   reports what the request adds to the others' time (`others_delay_ms`);
+* a prefill run that joins a running batch may take longer than on an idle backend (the
+  running sequences' work and token streaming compete with it for the same processors):
+  where the profile has a `join` surface (one request's prefill while b sequences decode),
+  a group admitted into b running sequences takes prefill(group, longest prompt) plus
+  join(b, prompt) - prefill(1, prompt), never less than prefill alone;
 * requests that arrive later are prefilled between decode steps: with arrivals at rate
   lambda, each taking prefill(1, mean prompt), decoding runs only 1 - rho of the time,
   rho = lambda x prefill (capped at 0.9), so decode phases last 1 / (1 - rho) longer.
@@ -99,6 +104,7 @@ class LatencyModel:
         self.profile = profile
         self._prefill = _grid(profile.prefill)
         self._decode = _grid(profile.decode)
+        self._join = _grid(profile.join) if profile.join is not None else None
         self.max_num_seqs = profile.capacity["max_num_seqs"]
         self.kv_tokens = profile.capacity["kv_tokens"]
 
@@ -107,6 +113,15 @@ class LatencyModel:
 
     def decode_step_ms(self, batch: int, context_tokens: float) -> tuple[float, bool]:
         return self._decode(batch, context_tokens)
+
+    def join_extra_ms(self, running: int, prompt_tokens: float) -> tuple[float, bool]:
+        """What joining `running` decoding sequences adds to a prefill run of this prompt
+        length (0 without a join surface or with nothing running)."""
+        if self._join is None or running <= 0:
+            return 0.0, False
+        joined, extrapolated = self._join(running, prompt_tokens)
+        alone, _ = self._prefill(1, prompt_tokens)
+        return max(joined - alone, 0.0), extrapolated
 
     def predict(
         self, request: RequestShape, load: BackendLoad, correction: Correction | None = None
@@ -205,8 +220,13 @@ class _Walk:
                     group.append(queue.popleft())
                     held += need
                 if group:
-                    ms, ex = prefill(len(group), max(s.prompt_tokens for s, _ in group))
+                    longest = max(s.prompt_tokens for s, _ in group)
+                    ms, ex = prefill(len(group), longest)
                     extrapolated |= ex
+                    if running and m._join is not None:
+                        extra, ex = m.join_extra_ms(running, longest)
+                        ms += extra
+                        extrapolated |= ex
                     target_in = False
                     for shape, is_target in group:
                         # The prefill yields the first token; the rest are decode steps.

@@ -10,6 +10,13 @@ What one measurement is (the latency model reads the table with the same meaning
 * decode(b, c): b requests of c prompt tokens sent at once, `decode_steps` + 1 tokens each;
   the median gap between consecutive tokens once all are decoding. The context axis is the
   mean context during those steps, c + decode_steps / 2.
+* join(b, p): b requests of a short prompt decoding (`join_background_tokens` tokens each,
+  more if they end too soon); once each has streamed two tokens, one request of p prompt
+  tokens joins them with max_tokens=1. Stored: its TTFT less half the decode step the
+  running requests showed before it arrived (the latency model adds that wait itself). The
+  difference from prefill(1, p) is what a running batch costs a prefill on this backend:
+  on an engine alone, little more than the step it waits for; through a serving path that
+  shares cores with the running requests' token streams, much more.
 * capacity: the engine's own caps (max_num_seqs, KV tokens) where it reports them, else
   the caller's figures.
 """
@@ -41,6 +48,7 @@ class SweepPlan:
     decode_steps: int
     repetitions: int
     warmup: int
+    join_batch: tuple[int, ...] = ()  # running sequences a prefill joins (empty: no join surface)
 
     def fitted(self, max_num_seqs: int, max_model_len: int) -> SweepPlan:
         """Drop grid points the backend cannot run."""
@@ -53,12 +61,14 @@ class SweepPlan:
             self.decode_steps,
             self.repetitions,
             self.warmup,
+            tuple(b for b in self.join_batch if b < max_num_seqs),  # room for the one joining
         )
 
     @property
     def measurements(self) -> int:
         cells = len(self.prefill_batch) * len(self.prefill_tokens)
         cells += len(self.decode_batch) * len(self.decode_context)
+        cells += len(self.join_batch) * len(self.prefill_tokens)
         return cells * self.repetitions
 
 
@@ -70,6 +80,7 @@ QUICK = SweepPlan(
     decode_steps=16,
     repetitions=3,
     warmup=2,
+    join_batch=(1, 2, 4, 8),
 )
 FULL = SweepPlan(
     prefill_batch=(1, 2, 4, 8, 16),
@@ -79,6 +90,7 @@ FULL = SweepPlan(
     decode_steps=32,
     repetitions=5,
     warmup=3,
+    join_batch=(1, 2, 4, 8, 16),
 )
 
 
@@ -94,7 +106,9 @@ async def sweep(
     progress: Callable[[int], None] = lambda n: None,
     seed: int = 0,
     idle_s: float = 0.0,
-) -> tuple[Surface, Surface]:
+    max_model_len: int | None = None,
+) -> tuple[Surface, Surface, Surface | None]:
+    """The prefill, decode and join surfaces (join: None when the plan has no join rows)."""
     rng = np.random.default_rng(seed)
     for _ in range(plan.warmup):
         await _group(target, rng, vocab_size, 2, plan.prefill_tokens[0], plan.decode_steps + 1)
@@ -129,11 +143,83 @@ async def sweep(
         decode_ms.append(tuple(row))
         decode_spread.append(tuple(spread))
 
+    join = None
+    if plan.join_batch:
+        background = JOIN_BACKGROUND_TOKENS
+        join_ms, join_spread = [], []
+        for b in plan.join_batch:
+            row, spread = [], []
+            for p in plan.prefill_tokens:
+                samples = []
+                for _ in range(plan.repetitions):
+                    sample = await _join(target, rng, vocab_size, b, p, background)
+                    while sample is None:  # the running requests ended before it joined
+                        longer = 2 * background
+                        if longer > JOIN_BACKGROUND_MAX or (
+                                max_model_len is not None
+                                and longer + JOIN_BACKGROUND_PROMPT >= max_model_len):
+                            raise RuntimeError(
+                                f"join({b}, {p}): the running requests end before the joining "
+                                f"one has its first token, even at {background} tokens each")
+                        background = longer
+                        sample = await _join(target, rng, vocab_size, b, p, background)
+                    samples.append(sample)
+                    progress(1)
+                row.append(statistics.median(samples) * 1e3)
+                spread.append(_spread(samples) * 1e3)
+            join_ms.append(tuple(row))
+            join_spread.append(tuple(spread))
+        join = Surface(plan.join_batch, plan.prefill_tokens, tuple(join_ms), tuple(join_spread))
+
     contexts = tuple(c + plan.decode_steps // 2 for c in plan.decode_context)
     return (
         Surface(plan.prefill_batch, plan.prefill_tokens, tuple(prefill_ms), tuple(prefill_spread)),
         Surface(plan.decode_batch, contexts, tuple(decode_ms), tuple(decode_spread)),
+        join,
     )
+
+
+JOIN_BACKGROUND_TOKENS = 128  # tokens each running request decodes while one joins
+JOIN_BACKGROUND_PROMPT = 64
+JOIN_BACKGROUND_MAX = 4096
+
+
+async def _join(target: Target, rng: np.random.Generator, vocab: int, running: int,
+                tokens: int, background_tokens: int) -> float | None:
+    """One join sample (seconds), or None if a running request finished before the joining
+    one had its first token (the caller retries with longer running requests)."""
+    streamed = [0] * running
+    decoding = asyncio.Event()
+
+    def counter(i: int) -> Callable[[int], None]:
+        def on_tokens(n: int) -> None:
+            streamed[i] += n
+            if min(streamed) >= 2:
+                decoding.set()
+        return on_tokens
+
+    tasks = [asyncio.create_task(target.run(prompt_ids(rng, JOIN_BACKGROUND_PROMPT, vocab),
+                                            background_tokens, counter(i)))
+             for i in range(running)]
+    waiter = asyncio.create_task(decoding.wait())
+    await asyncio.wait([waiter, *tasks], return_when=asyncio.FIRST_COMPLETED)
+    probe = None
+    if decoding.is_set():
+        probe = await target.run(prompt_ids(rng, tokens, vocab), 1)
+    waiter.cancel()
+    timings = list(await asyncio.gather(*tasks))
+    errors = [t.error for t in [*timings, *([probe] if probe else [])] if t.error or not t.token_times]
+    if errors:
+        raise RuntimeError(f"the backend failed during profiling: {errors[0]}")
+    if probe is None:
+        return None
+    first = probe.token_times[0]
+    if min(t.token_times[-1] for t in timings) <= first:
+        return None
+    gaps = [b - a for t in timings for a, b in zip(t.token_times, t.token_times[1:])
+            if b <= probe.sent and b > a]
+    step = statistics.median(gaps) if gaps else 0.0
+    return max(first - probe.sent - step / 2, 1e-6)
 
 
 async def _group(
@@ -206,6 +292,7 @@ def make_table(
     plan: SweepPlan,
     elapsed_s: float,
     idle_ms: float = 0.0,
+    join: Surface | None = None,
 ) -> ProfileTable:
     return ProfileTable(
         backend_id=backend_id,
@@ -219,11 +306,13 @@ def make_table(
         prefill=prefill,
         decode=decode,
         capacity=capacity,
+        join=join,
         notes={
             "repetitions": plan.repetitions,
             "warmup": plan.warmup,
             "decode_steps": plan.decode_steps,
             "idle_ms_before_prefill": idle_ms,
+            "join_running_prompt_tokens": JOIN_BACKGROUND_PROMPT if join is not None else None,
             "elapsed_s": round(elapsed_s, 1),
             "load_average": list(os.getloadavg()),
         },

@@ -51,6 +51,10 @@ class ProfileTable:
     capacity: dict[str, int]  # max_num_seqs, kv_tokens
     notes: dict[str, Any] = field(default_factory=dict)
     schema_version: int = SCHEMA_VERSION
+    # running batch x prompt tokens -> the prefill time of ONE request that joins that many
+    # decoding sequences (its TTFT less half a decode step). Optional: without it, joining
+    # costs what prefill(1, tokens) costs on an idle backend.
+    join: Surface | None = None
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2) + "\n"
@@ -127,6 +131,8 @@ def parse_profile(raw: Any, where: str = "profile") -> ProfileTable:
         capacity={k: int(v) for k, v in raw["capacity"].items()},
         notes=raw.get("notes") or {},
         schema_version=version,
+        join=(_surface(raw["join"], f"{where}: join", "join")
+              if raw.get("join") is not None else None),
     )
 
 

@@ -69,6 +69,17 @@ def test_requests_arriving_together_are_prefilled_together_and_batched() -> None
     assert len({round(r.e2e_ms - r.ttft_ms, 6) for r in rest}) == 1
 
 
+def test_a_prefill_that_joins_a_running_batch_pays_the_join_surface() -> None:
+    # two requests 5 ms apart: the second arrives while the first decodes (1 running)
+    spec = workload(arrival={"process": "constant", "rate_rps": 200.0}, num_requests=2)
+    plain, joined = (
+        simulate([SimBackend("a", LatencyModel(synthetic_profile(
+            max_num_seqs=8, join_ms_per_running=j)), 1.0)], make_policy("round-robin"), spec)
+        for j in (None, 4.0))
+    assert joined[0].ttft_ms == pytest.approx(plain[0].ttft_ms)  # arrived at an idle engine
+    assert joined[1].ttft_ms - plain[1].ttft_ms == pytest.approx(4.0)
+
+
 def test_a_bigger_batch_decodes_slower_per_step() -> None:
     model = LatencyModel(synthetic_profile(max_num_seqs=8))
     one = simulate([SimBackend("a", model, 1.0)], make_policy("round-robin"),

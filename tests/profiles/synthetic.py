@@ -13,7 +13,10 @@ def synthetic_profile(
     max_num_seqs: int = 8,
     kv_tokens: int = 100_000,
     backend_id: str = "synthetic",
+    join_ms_per_running: float | None = None,
 ) -> ProfileTable:
+    """`join_ms_per_running`: with it, a join surface where joining b decoding sequences adds
+    b x that to a lone prefill."""
     batch = (1, 2, 4, 8)
     tokens = (16, 64, 256, 1024)
     prefill = tuple(tuple(1.0 + prefill_ms_per_token * b * t for t in tokens) for b in batch)
@@ -33,4 +36,7 @@ def synthetic_profile(
         prefill=Surface(batch, tokens, prefill),
         decode=Surface(batch, tokens, decode),
         capacity={"max_num_seqs": max_num_seqs, "kv_tokens": kv_tokens},
+        join=None if join_ms_per_running is None else Surface(batch, tokens, tuple(
+            tuple(prefill[0][j] + join_ms_per_running * b for j in range(len(tokens)))
+            for b in batch)),
     )

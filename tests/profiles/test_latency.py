@@ -120,3 +120,19 @@ def test_the_idle_shortcut_is_the_walk(load: BackendLoad, request_shape: Request
     assert (p.ttft_ms, p.queue_ms, p.e2e_ms, p.replica_ms, p.others_delay_ms) == (
         ttft, queue, e2e, replica, delay)
     assert p.extrapolated == walk.extrapolated
+
+
+def test_joining_a_running_batch_costs_what_the_join_surface_measured() -> None:
+    joined = LatencyModel(synthetic_profile(join_ms_per_running=3.0))
+    # idle: the join surface plays no part
+    assert joined.predict(REQ, BackendLoad()) == MODEL.predict(REQ, BackendLoad())
+    for n in (1, 2, 4):
+        load = _running(n)
+        extra = joined.predict(REQ, load).ttft_ms - MODEL.predict(REQ, load).ttft_ms
+        assert extra == pytest.approx(3.0 * n)
+    # a queue ahead: the group that joins pays it once, the target's first token with it
+    ahead = BackendLoad(running=_running(2).running, waiting=(RequestShape(64, 32),))
+    assert (joined.predict(REQ, ahead).ttft_ms - MODEL.predict(REQ, ahead).ttft_ms
+            == pytest.approx(6.0))
+    assert joined.join_extra_ms(0, 64) == (0.0, False)
+    assert MODEL.join_extra_ms(4, 64) == (0.0, False)

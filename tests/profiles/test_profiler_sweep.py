@@ -47,3 +47,44 @@ def test_back_to_back_by_default() -> None:
     target = _Instant()
     asyncio.run(sweep(target, PLAN, vocab_size=512))
     assert max(_gaps_before_prefills(target)) < 0.05
+
+
+class _Streaming:
+    """Streams a token every 2 ms; a request's first token takes 5 ms plus 4 ms for every
+    other request in flight when it was sent (what a shared serving path does to a join)."""
+
+    def __init__(self) -> None:
+        self.in_flight = 0
+
+    async def run(self, prompt_ids: list[int], max_tokens: int, on_tokens: Any = None) -> Timing:
+        timing = Timing(time.perf_counter(), prompt_tokens=len(prompt_ids))
+        others = self.in_flight
+        self.in_flight += 1
+        try:
+            await asyncio.sleep(0.005 + 0.004 * others)
+            for i in range(max_tokens):
+                if i:
+                    await asyncio.sleep(0.002)
+                timing.token_times.append(time.perf_counter())
+                if on_tokens is not None:
+                    on_tokens(1)
+        finally:
+            self.in_flight -= 1
+        timing.completion_tokens = max_tokens
+        return timing
+
+    def describe(self) -> dict[str, Any]:
+        return {}
+
+
+def test_join_measures_a_prefill_while_others_decode() -> None:
+    plan = SweepPlan(prefill_batch=(1,), prefill_tokens=(16,), decode_batch=(1,),
+                     decode_context=(16,), decode_steps=2, repetitions=3, warmup=0,
+                     join_batch=(1, 4))
+    _, _, join = asyncio.run(sweep(_Streaming(), plan, vocab_size=512))
+    assert join is not None and join.batch == (1, 4) and join.tokens == (16,)
+    one, four = join.ms[0][0], join.ms[1][0]
+    # TTFT less half the running requests' step: 5 + 4 b - 1 ms (asyncio sleeps run late)
+    assert 8.0 <= one < 8.0 + 4
+    assert 20.0 <= four < 20.0 + 4
+    assert plan.fitted(max_num_seqs=4, max_model_len=512).join_batch == (1,)

@@ -25,6 +25,9 @@ def test_round_trip(tmp_path: Path) -> None:
     table = synthetic_profile()
     table.save(tmp_path / "t.json")
     assert load_profile(tmp_path / "t.json") == table
+    joined = synthetic_profile(join_ms_per_running=3.0)
+    joined.save(tmp_path / "j.json")
+    assert load_profile(tmp_path / "j.json") == joined
 
 
 @pytest.mark.parametrize(
@@ -38,6 +41,7 @@ def test_round_trip(tmp_path: Path) -> None:
         (lambda r: r["decode"]["ms"][0].__setitem__(0, -1.0), "decode.ms"),
         (lambda r: r["capacity"].update(max_num_seqs=0), "capacity.max_num_seqs"),
         (lambda r: r["model"].pop("checksum"), "model.checksum"),
+        (lambda r: r.update(join={"batch": [1], "tokens": [16], "ms": [[0.0]]}), "join.ms"),
     ],
 )
 def test_malformed_tables_name_the_field(tmp_path: Path, mutate, field: str) -> None:  # type: ignore[no-untyped-def]
