@@ -127,6 +127,8 @@ class Simulation:
         self._index = {b.id: i for i, b in enumerate(backends)}
         self.rates = [ArrivalRate() for _ in backends]
         self.corrections = [Correction() for _ in backends]  # learned as the live router does
+        self._slots = [(spec.id, spec.usd_per_hour, spec.model, spec.replicas, self.replicas[b],
+                        self.rates[b]) for b, spec in enumerate(backends)]
         self.events: list[tuple[float, int, int, int, int]] = []  # (t, order, backend, replica, version)
         self.order = 0
         self.records: list[Record] = []
@@ -195,18 +197,17 @@ class Simulation:
         req = _Req(plan, t, record)
         chosen: list[_Replica] = []
         views = []
-        for b, spec in enumerate(self.backends):
-            reps = self.replicas[b]
-            rep = reps[0] if len(reps) == 1 else min(reps, key=_Replica.count)
+        corrections = self.corrections
+        for b, (bid, price, model, replicas, reps, rates) in enumerate(self._slots):
+            rep = reps[0] if replicas == 1 else min(reps, key=_Replica.count)
             chosen.append(rep)
-            rate, mean_prompt = self.rates[b].read(t)
+            rate, mean_prompt = rates.read(t)
             if rep.heap or rep.waiting or rep.prefilling:
                 running, waiting = rep.view(t)
-                load = BackendLoad(running, waiting, rate / spec.replicas, mean_prompt)
+                load = BackendLoad(running, waiting, rate / replicas, mean_prompt)
             else:
-                load = BackendLoad((), (), rate / spec.replicas, mean_prompt)
-            views.append(BackendView(spec.id, spec.usd_per_hour, spec.model, load,
-                                     self.corrections[b]))
+                load = BackendLoad((), (), rate / replicas, mean_prompt)
+            views.append(BackendView(bid, price, model, load, corrections[b]))
         ctx = RoutingContext(RequestShape(plan.prompt_tokens, plan.output_tokens),
                              Slo(**plan.slo), tuple(views), self.fallback, self.sequence)
         self.sequence += 1

@@ -32,7 +32,7 @@ from __future__ import annotations
 import heapq
 import math
 from collections import deque
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import NamedTuple
 
 from profiles.grid import Grid2D
@@ -88,7 +88,7 @@ class Correction:
             ttft = self._blend(ttft, observed_ttft_ms / (predicted.ttft_ms / self.ttft_factor))
         if observed_tpot_ms is not None and predicted.tpot_ms > 0:
             tpot = self._blend(tpot, observed_tpot_ms / (predicted.tpot_ms / self.tpot_factor))
-        return replace(self, ttft_factor=ttft, tpot_factor=tpot)
+        return Correction(ttft, tpot, self.alpha, self.low, self.high)
 
     def _blend(self, factor: float, ratio: float) -> float:
         if ratio <= 0:
@@ -126,35 +126,36 @@ class LatencyModel:
     def predict(
         self, request: RequestShape, load: BackendLoad, correction: Correction | None = None
     ) -> Prediction:
-        if not load.running and not load.waiting and self.max_num_seqs >= 1:
-            ttft, queue, e2e, replica, delay, extrapolated = self._idle(request, load)
-        else:
+        prompt, out = request
+        if load.running or load.waiting or self.max_num_seqs < 1:
             walk = _Walk(self, load)
             ttft, queue, e2e, replica, delay = walk.run(request)
             extrapolated = walk.extrapolated
-        out = max(request.output_tokens, 1)
+        else:
+            # Nothing runs or waits (most backends, most of the time, under a router that
+            # concentrates load): the walk's answer in closed form, with the same arithmetic:
+            # its prefill alone, then its own decode steps at batch 1.
+            ttft, extrapolated = self._prefill(1, prompt)
+            queue = delay = 0.0
+            e2e = replica = ttft
+            if out > 1:
+                n = out - 1
+                step, ex = self._decode(1, prompt + n / 2)
+                extrapolated |= ex
+                if load.arrival_rate_per_s > 0 and load.mean_prompt_tokens > 0:
+                    stretch, ex = self._stretch(load)
+                    extrapolated |= ex
+                    step *= stretch
+                e2e = replica = ttft + n * step
+            elif load.arrival_rate_per_s > 0 and load.mean_prompt_tokens > 0:
+                extrapolated |= self._stretch(load)[1]
         tpot = (e2e - ttft) / (out - 1) if out > 1 else 0.0
         if correction is not None:
             ttft *= correction.ttft_factor
             queue *= correction.ttft_factor
             tpot *= correction.tpot_factor
-            e2e = ttft + tpot * (out - 1)
+            e2e = ttft + tpot * (out - 1 if out > 1 else 0)
         return Prediction(ttft, tpot, e2e, queue, replica, delay, extrapolated)
-
-    def _idle(self, request: RequestShape,
-              load: BackendLoad) -> tuple[float, float, float, float, float, bool]:
-        """The walk's answer when nothing runs or waits (most backends, most of the time,
-        under a router that concentrates load): its prefill alone, then its own decode steps
-        at batch 1. The same arithmetic as `_Walk`, without building one."""
-        ttft, extrapolated = self._prefill(1, request.prompt_tokens)
-        stretch, ex = self._stretch(load)
-        extrapolated |= ex
-        if request.output_tokens <= 1:
-            return ttft, 0.0, ttft, ttft, 0.0, extrapolated
-        n = request.output_tokens - 1
-        step, ex = self._decode(1, request.prompt_tokens + n / 2)
-        step *= stretch
-        return ttft, 0.0, ttft + n * step, ttft + n * step, 0.0, extrapolated | ex
 
     def _stretch(self, load: BackendLoad) -> tuple[float, bool]:
         """Decode slowdown from later arrivals' prefills: with arrivals at rate lambda, each

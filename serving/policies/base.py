@@ -28,6 +28,11 @@ class Slo:
 
     def misses(self, p: Prediction, margin: float = 1.0) -> tuple[str, ...]:
         """Which targets the prediction (times `margin`) misses."""
+        ttft, tpot, e2e = self.ttft_ms, self.tpot_ms, self.e2e_ms
+        if ((ttft is None or p.ttft_ms * margin <= ttft)
+                and (tpot is None or p.tpot_ms * margin <= tpot)
+                and (e2e is None or p.e2e_ms * margin <= e2e)):
+            return ()  # the common case, without building a list
         out = []
         if self.ttft_ms is not None and p.ttft_ms * margin > self.ttft_ms:
             out.append(f"ttft {p.ttft_ms:.1f} > {self.ttft_ms:g} ms")
@@ -78,12 +83,13 @@ class Decision:
 def evaluate(ctx: RoutingContext, margin: float = 1.0) -> list[Candidate]:
     """Predictions, expected cost and SLO misses for every healthy backend."""
     out = []
+    request, misses = ctx.request, ctx.slo.misses
     for b in ctx.backends:
         if not b.healthy:
             continue
-        p = b.model.predict(ctx.request, b.load, b.correction)
+        p = b.model.predict(request, b.load, b.correction)
         out.append(Candidate(b.id, p, request_cost_usd(p.replica_ms, b.usd_per_hour),
-                             ctx.slo.misses(p, margin)))
+                             misses(p, margin)))
     return out
 
 
