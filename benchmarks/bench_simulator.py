@@ -8,7 +8,12 @@
   datasheet figures and prices) and the mixed chat/document workload: the time to compute
   the capacities (bucket x accelerator) and to solve the integer program (HiGHS).
 
-    python benchmarks/bench_simulator.py --out benchmarks/results/simulator.json
+It says which modules ran compiled (`make compile`: the decision core built with mypyc) and
+which from source:
+
+    make uncompile && python benchmarks/bench_simulator.py --out benchmarks/results/simulator.json
+    make compile && python benchmarks/bench_simulator.py \
+        --out benchmarks/results/simulator-compiled.json
 """
 
 from __future__ import annotations
@@ -30,6 +35,7 @@ from backends.model import read_manifest, resolve_model  # noqa: E402
 from loadtest.planner import Offer, buckets, plan, solve  # noqa: E402
 from loadtest.simulator import SimBackend, simulate  # noqa: E402
 from loadtest.workload import chat_doc_preset, load_workload, parse_workload  # noqa: E402
+from profiles.compiled import compiled_modules  # noqa: E402
 from profiles.estimate import estimate_profile  # noqa: E402
 from profiles.latency import LatencyModel  # noqa: E402
 from profiles.table import load_profile  # noqa: E402
@@ -125,6 +131,8 @@ def main() -> int:
     p.add_argument("--out", type=Path, default=None)
     args = p.parse_args()
     sim = bench_simulator(args.requests)
+    compiled = compiled_modules()
+    print(f"compiled modules: {', '.join(compiled) or 'none (sources)'}", flush=True)
     planner = bench_planner(args.solves)
     if args.out:
         write_results(args.out, {
@@ -132,7 +140,7 @@ def main() -> int:
             "date_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             "machine": {"platform": platform.platform(), "python": platform.python_version()},
             "command": "python benchmarks/bench_simulator.py " + " ".join(sys.argv[1:]),
-            "simulator": sim, "planner": planner,
+            "compiled_modules": compiled, "simulator": sim, "planner": planner,
             "goals": {"simulator_requests_per_minute": 1_000_000, "planner_solve_s": 1.0},
         })
     return 0

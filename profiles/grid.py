@@ -59,7 +59,9 @@ class Grid2D:
 
 def _locate(axis: Sequence[float], x: float) -> tuple[float, int]:
     """(fraction from axis[i] towards axis[i+1], i); fractions > 1 extrapolate linearly."""
-    if len(axis) == 1:
+    n = len(axis)
+    if n == 1:
         return 0.0, 0
-    i = min(max(bisect_right(axis, x) - 1, 0), len(axis) - 2)
+    i = bisect_right(axis, x) - 1
+    i = 0 if i < 0 else n - 2 if i > n - 2 else i
     return (x - axis[i]) / (axis[i + 1] - axis[i]), i

@@ -128,9 +128,7 @@ class LatencyModel:
     ) -> Prediction:
         prompt, out = request
         if load.running or load.waiting or self.max_num_seqs < 1:
-            walk = _Walk(self, load)
-            ttft, queue, e2e, replica, delay = walk.run(request)
-            extrapolated = walk.extrapolated
+            ttft, queue, e2e, replica, delay, extrapolated = _walk(self, load, request)
         else:
             # Nothing runs or waits (most backends, most of the time, under a router that
             # concentrates load): the walk's answer in closed form, with the same arithmetic:
@@ -171,102 +169,91 @@ def _grid(s: Surface) -> Grid2D:
     return Grid2D(tuple(map(float, s.batch)), tuple(map(float, s.tokens)), s.ms)
 
 
-class _Walk:
-    """The engine's schedule from now until the target request finishes.
+def _walk(m: LatencyModel, load: BackendLoad,
+          target: RequestShape) -> tuple[float, float, float, float, float, bool]:
+    """The engine's schedule from now until the target request finishes: (TTFT, queue, E2E,
+    replica time, delay to others) in ms, and whether any time was extrapolated. One loop
+    with local state: routers call this for every busy backend on every request.
 
     The batch is a heap of (finish step, start step, start context, is target) tuples: a
     sequence's context at step s is start context + s - start step, so advancing k steps
     touches no sequence."""
-
-    def __init__(self, model: LatencyModel, load: BackendLoad) -> None:
-        self.m = model
-        self.stretch, self.extrapolated = model._stretch(load)  # decode slowdown from arrivals
-        heap = [(r.remaining_tokens if r.remaining_tokens > 0 else 0, 0, r.context_tokens, False)
-                for r in load.running]
-        heapq.heapify(heap)
-        self.heap: list[tuple[int, int, int, bool]] = heap
-        self.context_sum = sum(r.context_tokens for r in load.running)
-        self.reserved = sum(c + f for f, _, c, _ in heap)  # prompt + output, KV tokens held
-        self.queue: deque[tuple[RequestShape, bool]] = deque((w, False) for w in load.waiting)
-
-    def run(self, target: RequestShape) -> tuple[float, float, float, float, float]:
-        """(TTFT, queue, E2E, replica time, delay to others), in ms. One loop with local
-        state: routers call this for every backend on every request."""
-        m = self.m
-        decode, prefill = m._decode, m._prefill
-        max_seqs, kv = m.max_num_seqs, m.kv_tokens
-        heap, queue, stretch = self.heap, self.queue, self.stretch
-        push, pop = heapq.heappush, heapq.heappop
-        extrapolated = self.extrapolated
-        context_sum, reserved = self.context_sum, self.reserved
-        target_running = False
-        step_no = 0  # decode steps done since now
-        t = ttft = queue_ms = replica = delay = 0.0
-        queue.append((target, True))
-        if heap:  # the step in flight: on average half of it remains
-            ms, ex = decode(len(heap), context_sum / len(heap))
-            extrapolated |= ex
-            t += 0.5 * ms
-        while True:
-            if queue:  # admit a group at this step boundary: FIFO, while the caps allow
-                group: list[tuple[RequestShape, bool]] = []
-                held, running = reserved, len(heap)
-                while queue:
-                    shape = queue[0][0]
-                    need = shape.prompt_tokens + shape.output_tokens
-                    if running + len(group) >= max_seqs:
-                        break
-                    if held + need > kv and (running or group):
-                        break
-                    group.append(queue.popleft())
-                    held += need
-                if group:
-                    longest = max(s.prompt_tokens for s, _ in group)
-                    ms, ex = prefill(len(group), longest)
+    stretch, extrapolated = m._stretch(load)  # decode slowdown from later arrivals
+    heap = [(r.remaining_tokens if r.remaining_tokens > 0 else 0, 0, r.context_tokens, False)
+            for r in load.running]
+    heapq.heapify(heap)
+    context_sum = sum(r.context_tokens for r in load.running)
+    reserved = sum(c + f for f, _, c, _ in heap)  # prompt + output, KV tokens held
+    queue: deque[tuple[RequestShape, bool]] = deque((w, False) for w in load.waiting)
+    decode, prefill = m._decode, m._prefill
+    max_seqs, kv = m.max_num_seqs, m.kv_tokens
+    push, pop = heapq.heappush, heapq.heappop
+    target_running = False
+    step_no = 0  # decode steps done since now
+    t = ttft = queue_ms = replica = delay = 0.0
+    queue.append((target, True))
+    if heap:  # the step in flight: on average half of it remains
+        ms, ex = decode(len(heap), context_sum / len(heap))
+        extrapolated |= ex
+        t += 0.5 * ms
+    while True:
+        if queue:  # admit a group at this step boundary: FIFO, while the caps allow
+            group: list[tuple[RequestShape, bool]] = []
+            held, running = reserved, len(heap)
+            while queue:
+                shape = queue[0][0]
+                need = shape.prompt_tokens + shape.output_tokens
+                if running + len(group) >= max_seqs:
+                    break
+                if held + need > kv and (running or group):
+                    break
+                group.append(queue.popleft())
+                held += need
+            if group:
+                longest = max(s.prompt_tokens for s, _ in group)
+                ms, ex = prefill(len(group), longest)
+                extrapolated |= ex
+                if running and m._join is not None:
+                    extra, ex = m.join_extra_ms(running, longest)
+                    ms += extra
                     extrapolated |= ex
-                    if running and m._join is not None:
-                        extra, ex = m.join_extra_ms(running, longest)
-                        ms += extra
-                        extrapolated |= ex
-                    target_in = False
-                    for shape, is_target in group:
-                        # The prefill yields the first token; the rest are decode steps.
-                        remaining = max(shape.output_tokens - 1, 0)
-                        push(heap, (step_no + remaining, step_no, shape.prompt_tokens, is_target))
-                        context_sum += shape.prompt_tokens
-                        reserved += shape.prompt_tokens + remaining
-                        target_in |= is_target
-                    if target_in:
-                        target_running = True
-                        queue_ms = t
-                        replica += ms / len(group)
-                    t += ms
-                    if target_in:
-                        ttft = t
-                        if target.output_tokens <= 1:
-                            self.extrapolated = extrapolated
-                            return ttft, queue_ms, ttft, replica, delay
-            if not heap:  # nothing runs and the queue head cannot be admitted
-                raise ValueError("request does not fit this backend's capacity")
-            batch = len(heap)
-            n = heap[0][0] - step_no
-            mid_context = (context_sum + batch * n / 2) / batch
-            ms, ex = decode(batch, mid_context)
-            extrapolated |= ex
-            step = ms * stretch
-            if target_running:
-                replica += n * step / batch
-                if batch > 1:
-                    ms, ex = decode(batch - 1, mid_context)
-                    extrapolated |= ex
-                    delay += n * max(step - ms * stretch, 0.0) * (batch - 1)
-            t += n * step
-            step_no += n
-            context_sum += batch * n
-            while heap and heap[0][0] == step_no:
-                finish, start, context, is_target = pop(heap)
-                context_sum -= context + (step_no - start)
-                reserved -= context + (finish - start)
-                if is_target:
-                    self.extrapolated = extrapolated
-                    return ttft, queue_ms, t, replica, delay
+                target_in = False
+                for shape, is_target in group:
+                    # The prefill yields the first token; the rest are decode steps.
+                    remaining = max(shape.output_tokens - 1, 0)
+                    push(heap, (step_no + remaining, step_no, shape.prompt_tokens, is_target))
+                    context_sum += shape.prompt_tokens
+                    reserved += shape.prompt_tokens + remaining
+                    target_in |= is_target
+                if target_in:
+                    target_running = True
+                    queue_ms = t
+                    replica += ms / len(group)
+                t += ms
+                if target_in:
+                    ttft = t
+                    if target.output_tokens <= 1:
+                        return ttft, queue_ms, ttft, replica, delay, extrapolated
+        if not heap:  # nothing runs and the queue head cannot be admitted
+            raise ValueError("request does not fit this backend's capacity")
+        batch = len(heap)
+        n = heap[0][0] - step_no
+        mid_context = (context_sum + batch * n / 2) / batch
+        ms, ex = decode(batch, mid_context)
+        extrapolated |= ex
+        step = ms * stretch
+        if target_running:
+            replica += n * step / batch
+            if batch > 1:
+                ms, ex = decode(batch - 1, mid_context)
+                extrapolated |= ex
+                delay += n * max(step - ms * stretch, 0.0) * (batch - 1)
+        t += n * step
+        step_no += n
+        context_sum += batch * n
+        while heap and heap[0][0] == step_no:
+            finish, start, context, is_target = pop(heap)
+            context_sum -= context + (step_no - start)
+            reserved -= context + (finish - start)
+            if is_target:
+                return ttft, queue_ms, t, replica, delay, extrapolated

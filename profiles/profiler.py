@@ -10,9 +10,9 @@ What one measurement is (the latency model reads the table with the same meaning
 * decode(b, c): b requests of c prompt tokens sent at once, `decode_steps` + 1 tokens each;
   the median gap between consecutive tokens once all are decoding. The context axis is the
   mean context during those steps, c + decode_steps / 2.
-* join(b, p): b requests of a short prompt decoding (`join_background_tokens` tokens each,
-  more if they end too soon); once each has streamed two tokens, one request of p prompt
-  tokens joins them with max_tokens=1. Stored: its TTFT less half the decode step the
+* join(b, p): b requests of 64 prompt tokens decoding (128 tokens each, twice that while
+  they end too soon); once each has streamed two tokens, one request of p prompt tokens
+  joins them with max_tokens=1. Stored: its TTFT less half the decode step the
   running requests showed before it arrived (the latency model adds that wait itself). The
   difference from prefill(1, p) is what a running batch costs a prefill on this backend:
   on an engine alone, little more than the step it waits for; through a serving path that

@@ -15,6 +15,12 @@ from backends.errors import ConfigError
 from profiles.cost import request_cost_usd
 from profiles.latency import BackendLoad, Correction, LatencyModel, Prediction, RequestShape
 
+try:  # mypy (a dev dependency) brings it; only the compiled build (profiles/compiled.py) reads it
+    from mypy_extensions import mypyc_attr
+except ImportError:  # pragma: no cover
+    def mypyc_attr(*args: Any, **kwargs: Any) -> Any:  # type: ignore[misc]
+        return lambda cls: cls
+
 Fallback = Literal["fastest", "reject"]
 
 
@@ -118,6 +124,7 @@ def no_backend(ctx: RoutingContext, reason: str) -> Decision:
                     tuple((b.id, "unhealthy") for b in ctx.backends if not b.healthy))
 
 
+@mypyc_attr(allow_interpreted_subclasses=True)  # policies of any module subclass it
 class Policy:
     """Base of all policies. Subclasses set `name` and implement `choose`."""
 

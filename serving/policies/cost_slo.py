@@ -17,7 +17,10 @@ class CostSloPolicy(Policy):
     name = "cost-slo"
     description = "cheapest backend predicted to meet the SLO"
 
-    def __init__(self, safety_margin: float = 1.0, **params: Any) -> None:
+    def __init__(self, **params: Any) -> None:
+        # safety_margin (default 1.0) is read from **params rather than named in the
+        # signature: mypyc cannot compile a default argument before **params.
+        safety_margin = params.pop("safety_margin", 1.0)
         super().__init__(**params)
         if not isinstance(safety_margin, (int, float)) or safety_margin <= 0:
             raise ConfigError(f"safety_margin must be a number > 0, got {safety_margin!r}",

@@ -112,14 +112,11 @@ def test_later_arrivals_stretch_decoding() -> None:
     REQ, RequestShape(64, 1), RequestShape(4096, 300), RequestShape(1, 2)])
 def test_the_idle_shortcut_is_the_walk(load: BackendLoad, request_shape: RequestShape) -> None:
     """An idle backend is answered without walking the schedule: the same numbers."""
-    from profiles.latency import _Walk
+    from profiles.latency import _walk
 
-    walk = _Walk(MODEL, load)
-    ttft, queue, e2e, replica, delay = walk.run(request_shape)
     p = MODEL.predict(request_shape, load)
-    assert (p.ttft_ms, p.queue_ms, p.e2e_ms, p.replica_ms, p.others_delay_ms) == (
-        ttft, queue, e2e, replica, delay)
-    assert p.extrapolated == walk.extrapolated
+    assert (p.ttft_ms, p.queue_ms, p.e2e_ms, p.replica_ms, p.others_delay_ms,
+            p.extrapolated) == _walk(MODEL, load, request_shape)
 
 
 def test_joining_a_running_batch_costs_what_the_join_surface_measured() -> None:
