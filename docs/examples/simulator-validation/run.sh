@@ -9,7 +9,7 @@
 #  3. `costroute simulate --against` each live run, once with the fleet's own (in-process)
 #     tables, the served tables and the in-fleet tables (sim-*/validation.md).
 #
-#   docs/examples/simulator-validation/run.sh          (~15 min on a 2-core machine)
+#   docs/examples/simulator-validation/run.sh          (~25 min on a 2-core machine)
 set -euo pipefail
 cd "$(dirname "$0")/../../.."
 OUT=${OUT:-docs/examples/simulator-validation}
