@@ -29,7 +29,7 @@ import os
 import platform
 import statistics
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -113,69 +113,62 @@ async def sweep(
     for _ in range(plan.warmup):
         await _group(target, rng, vocab_size, 2, plan.prefill_tokens[0], plan.decode_steps + 1)
 
-    prefill_ms, prefill_spread = [], []
-    for b in plan.prefill_batch:
-        row, spread = [], []
-        for p in plan.prefill_tokens:
-            samples = []
-            for _ in range(plan.repetitions):
-                if idle_s > 0:
-                    await asyncio.sleep(idle_s)
-                start, timings = await _group(target, rng, vocab_size, b, p, 1)
-                samples.append(max(t.token_times[0] for t in timings) - start)
-                progress(1)
-            row.append(statistics.median(samples) * 1e3)
-            spread.append(_spread(samples) * 1e3)
-        prefill_ms.append(tuple(row))
-        prefill_spread.append(tuple(spread))
+    async def prefill(b: int, p: int) -> float:
+        if idle_s > 0:
+            await asyncio.sleep(idle_s)
+        start, timings = await _group(target, rng, vocab_size, b, p, 1)
+        return max(t.token_times[0] for t in timings) - start
 
-    decode_ms, decode_spread = [], []
-    for b in plan.decode_batch:
-        row, spread = [], []
-        for c in plan.decode_context:
-            samples = []
-            for _ in range(plan.repetitions):
-                _, timings = await _group(target, rng, vocab_size, b, c, plan.decode_steps + 1)
-                samples.append(_decode_gap(timings))
-                progress(1)
-            row.append(statistics.median(samples) * 1e3)
-            spread.append(_spread(samples) * 1e3)
-        decode_ms.append(tuple(row))
-        decode_spread.append(tuple(spread))
+    async def decode(b: int, c: int) -> float:
+        _, timings = await _group(target, rng, vocab_size, b, c, plan.decode_steps + 1)
+        return _decode_gap(timings)
 
-    join = None
-    if plan.join_batch:
-        background = JOIN_BACKGROUND_TOKENS
-        join_ms, join_spread = [], []
-        for b in plan.join_batch:
-            row, spread = [], []
-            for p in plan.prefill_tokens:
+    background = JOIN_BACKGROUND_TOKENS  # grows (and stays grown) if running requests end early
+
+    async def join(b: int, p: int) -> float:
+        nonlocal background
+        sample = await _join(target, rng, vocab_size, b, p, background)
+        while sample is None:  # the running requests ended before it joined
+            longer = 2 * background
+            if longer > JOIN_BACKGROUND_MAX or (
+                    max_model_len is not None and longer + JOIN_BACKGROUND_PROMPT >= max_model_len):
+                raise RuntimeError(
+                    f"join({b}, {p}): the running requests end before the joining one has its "
+                    f"first token, even at {background} tokens each")
+            background = longer
+            sample = await _join(target, rng, vocab_size, b, p, background)
+        return sample
+
+    async def grid(rows: tuple[int, ...], columns: tuple[int, ...],
+                   sample: Callable[[int, int], Awaitable[float]],
+                   ) -> tuple[tuple[tuple[float, ...], ...], tuple[tuple[float, ...], ...]]:
+        """Median (ms) and p90-p10 spread of the repetitions at every cell, row by row."""
+        ms, spread = [], []
+        for b in rows:
+            row, row_spread = [], []
+            for c in columns:
                 samples = []
                 for _ in range(plan.repetitions):
-                    sample = await _join(target, rng, vocab_size, b, p, background)
-                    while sample is None:  # the running requests ended before it joined
-                        longer = 2 * background
-                        if longer > JOIN_BACKGROUND_MAX or (
-                                max_model_len is not None
-                                and longer + JOIN_BACKGROUND_PROMPT >= max_model_len):
-                            raise RuntimeError(
-                                f"join({b}, {p}): the running requests end before the joining "
-                                f"one has its first token, even at {background} tokens each")
-                        background = longer
-                        sample = await _join(target, rng, vocab_size, b, p, background)
-                    samples.append(sample)
+                    samples.append(await sample(b, c))
                     progress(1)
                 row.append(statistics.median(samples) * 1e3)
-                spread.append(_spread(samples) * 1e3)
-            join_ms.append(tuple(row))
-            join_spread.append(tuple(spread))
-        join = Surface(plan.join_batch, plan.prefill_tokens, tuple(join_ms), tuple(join_spread))
+                row_spread.append(_spread(samples) * 1e3)
+            ms.append(tuple(row))
+            spread.append(tuple(row_spread))
+        return tuple(ms), tuple(spread)
+
+    prefill_ms, prefill_spread = await grid(plan.prefill_batch, plan.prefill_tokens, prefill)
+    decode_ms, decode_spread = await grid(plan.decode_batch, plan.decode_context, decode)
+    join_surface = None
+    if plan.join_batch:
+        join_ms, join_spread = await grid(plan.join_batch, plan.prefill_tokens, join)
+        join_surface = Surface(plan.join_batch, plan.prefill_tokens, join_ms, join_spread)
 
     contexts = tuple(c + plan.decode_steps // 2 for c in plan.decode_context)
     return (
-        Surface(plan.prefill_batch, plan.prefill_tokens, tuple(prefill_ms), tuple(prefill_spread)),
-        Surface(plan.decode_batch, contexts, tuple(decode_ms), tuple(decode_spread)),
-        join,
+        Surface(plan.prefill_batch, plan.prefill_tokens, prefill_ms, prefill_spread),
+        Surface(plan.decode_batch, contexts, decode_ms, decode_spread),
+        join_surface,
     )
 
 

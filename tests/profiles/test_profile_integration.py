@@ -38,6 +38,10 @@ def test_the_table_records_what_produced_it(measured: Path, tiny_model_dir: Path
     # More work takes longer: the largest prefill and the largest decode batch cost the most.
     assert table.prefill.ms[-1][-1] > table.prefill.ms[0][0]
     assert table.decode.ms[-1][-1] > table.decode.ms[0][0]
+    # A prefill joining running requests was measured too, on the same prompt lengths.
+    assert table.join is not None and table.join.tokens == table.prefill.tokens
+    assert table.join.batch[0] == 1 and max(table.join.batch) < table.capacity["max_num_seqs"]
+    assert table.notes["join_running_prompt_tokens"] == 64
 
 
 def test_validate_meets_the_loose_accuracy_bar(measured: Path, tiny_model_dir: Path,
