@@ -33,7 +33,7 @@ from collections import deque
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TextIO
 
 import numpy as np
 
@@ -160,8 +160,7 @@ class OnnxRuntimeEngine:
         self._dead: BaseException | None = None
         self._started = False
         self.steps = 0
-        trace = os.environ.get("COSTROUTE_ENGINE_TRACE")
-        self._trace = open(trace, "a", buffering=1) if trace else None  # noqa: SIM115
+        self._trace: TextIO | None = None  # COSTROUTE_ENGINE_TRACE, open while started
 
     # ---- public API -------------------------------------------------------------------
 
@@ -169,6 +168,8 @@ class OnnxRuntimeEngine:
         if self._started:
             return
         await asyncio.get_running_loop().run_in_executor(None, self._load)
+        trace = os.environ.get("COSTROUTE_ENGINE_TRACE")
+        self._trace = open(trace, "a", buffering=1) if trace else None  # noqa: SIM115
         self._stopping = False
         self._thread = threading.Thread(target=self._loop, name="ort-engine", daemon=True)
         self._thread.start()
@@ -183,6 +184,9 @@ class OnnxRuntimeEngine:
         if self._thread is not None:
             await asyncio.get_running_loop().run_in_executor(None, self._thread.join)
         self._fail_all(EngineNotStartedError("the engine was shut down"))
+        if self._trace is not None:
+            self._trace.close()
+            self._trace = None
         self._started = False
 
     def health(self) -> None:

@@ -212,14 +212,7 @@ class Simulation:
         views = []
         corrections, idle_views = self.corrections, self._idle_views
         for b, (bid, price, model, replicas, reps, rates) in enumerate(self._slots):
-            if replicas == 1:
-                rep = reps[0]
-            elif replicas == 2:  # min(reps, key=count) without the calls
-                a, z = reps
-                rep = z if (len(z.heap) + len(z.waiting) + len(z.prefilling)
-                            < len(a.heap) + len(a.waiting) + len(a.prefilling)) else a
-            else:
-                rep = min(reps, key=_Replica.count)
+            rep = reps[0] if replicas == 1 else min(reps, key=_Replica.count)
             chosen.append(rep)
             rate, mean_prompt = rates.read(t)
             if rep.heap or rep.waiting or rep.prefilling:
@@ -322,8 +315,7 @@ class Simulation:
         if group:
             longest = max(r.plan.prompt_tokens for r in group)
             ms, _ = rep.m.prefill_ms(len(group), longest)
-            if rep.heap:  # joining a running batch (a `join` surface in the profile)
-                ms += rep.m.join_extra_ms(len(rep.heap), longest)[0]
+            ms += rep.m.join_extra_ms(len(rep.heap), longest)[0]  # joining a running batch
             rep.op, rep.op_t0, rep.prefilling = "prefill", t, group
             rep.op_end = t + ms / 1e3
             self._schedule(rep.op_end, b, rep)

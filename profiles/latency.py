@@ -126,7 +126,7 @@ class LatencyModel:
     def predict(
         self, request: RequestShape, load: BackendLoad, correction: Correction | None = None
     ) -> Prediction:
-        prompt, out = request
+        prompt, out = request.prompt_tokens, max(request.output_tokens, 1)
         if load.running or load.waiting or self.max_num_seqs < 1:
             ttft, queue, e2e, replica, delay, extrapolated = _walk(self, load, request)
         else:
@@ -134,25 +134,22 @@ class LatencyModel:
             # concentrates load): the walk's answer in closed form, with the same arithmetic:
             # its prefill alone, then its own decode steps at batch 1.
             ttft, extrapolated = self._prefill(1, prompt)
+            stretch, ex = self._stretch(load)
+            extrapolated |= ex
             queue = delay = 0.0
             e2e = replica = ttft
             if out > 1:
                 n = out - 1
                 step, ex = self._decode(1, prompt + n / 2)
                 extrapolated |= ex
-                if load.arrival_rate_per_s > 0 and load.mean_prompt_tokens > 0:
-                    stretch, ex = self._stretch(load)
-                    extrapolated |= ex
-                    step *= stretch
+                step *= stretch
                 e2e = replica = ttft + n * step
-            elif load.arrival_rate_per_s > 0 and load.mean_prompt_tokens > 0:
-                extrapolated |= self._stretch(load)[1]
         tpot = (e2e - ttft) / (out - 1) if out > 1 else 0.0
         if correction is not None:
             ttft *= correction.ttft_factor
             queue *= correction.ttft_factor
             tpot *= correction.tpot_factor
-            e2e = ttft + tpot * (out - 1 if out > 1 else 0)
+            e2e = ttft + tpot * (out - 1)
         return Prediction(ttft, tpot, e2e, queue, replica, delay, extrapolated)
 
     def _stretch(self, load: BackendLoad) -> tuple[float, bool]:
@@ -213,10 +210,9 @@ def _walk(m: LatencyModel, load: BackendLoad,
                 longest = max(s.prompt_tokens for s, _ in group)
                 ms, ex = prefill(len(group), longest)
                 extrapolated |= ex
-                if running and m._join is not None:
-                    extra, ex = m.join_extra_ms(running, longest)
-                    ms += extra
-                    extrapolated |= ex
+                extra, ex = m.join_extra_ms(running, longest)
+                ms += extra
+                extrapolated |= ex
                 target_in = False
                 for shape, is_target in group:
                     # The prefill yields the first token; the rest are decode steps.
