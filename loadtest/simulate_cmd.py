@@ -52,6 +52,9 @@ def register(sub: Any) -> None:
                    help="what a backend's replicas really do, if not its fleet profile "
                         "(repeatable), e.g. a table measured through the serving path; the "
                         "router still predicts with the fleet's tables")
+    p.add_argument("--interference", default=None, metavar="TABLE",
+                   help="backends that share a machine slow each other down by this table's "
+                        "measured factors (`costroute profile interference`)")
     p.add_argument("--policy", default=None, help="policy name or import path (default: the fleet's)")
     p.add_argument("--policy-param", action="append", default=[], metavar="K=V",
                    help="policy parameter (repeatable; numbers are read as numbers)")
@@ -101,9 +104,25 @@ def fleet_backends(fleet: Any, replicas: dict[str, int],
             for b in fleet.backends]
 
 
+def load_interference_for(path: str | None, backends: list[Any]) -> Any:
+    """The interference table at `path` (None: none), checked against the fleet's backends."""
+    if path is None:
+        return None
+    from profiles.interference import load_interference
+
+    table = load_interference(path)
+    shared = set(table.backends) & {b.id for b in backends}
+    if len(shared) < 2:
+        raise ConfigError(f"--interference {path}: it measured {list(table.backends)}, which "
+                          f"share fewer than two backends with the fleet "
+                          f"({[b.id for b in backends]})", "interference")
+    return table
+
+
 def simulate_run(model_name: str, backends: list[Any], policy_name: str, params: dict[str, Any],
                  fallback: str, spec: Any, out: Path | None, label: str,
-                 report: bool = True, oracle: bool = True) -> dict[str, Any]:
+                 report: bool = True, oracle: bool = True,
+                 interference: Any = None, interference_path: str | None = None) -> dict[str, Any]:
     """One simulation -> its summary (written to `out` with its records when given)."""
     from loadtest.metrics import Pricing, summarize
     from loadtest.simulator import simulate
@@ -111,7 +130,7 @@ def simulate_run(model_name: str, backends: list[Any], policy_name: str, params:
 
     policy = make_policy(policy_name, params)
     started = time.perf_counter()
-    records = simulate(backends, policy, spec, fallback)  # type: ignore[arg-type]
+    records = simulate(backends, policy, spec, fallback, interference)  # type: ignore[arg-type]
     wall = time.perf_counter() - started
     per = {b.id: b.replicas * b.usd_per_hour for b in backends}
     pricing = Pricing(sum(per.values()), "simulated fleet: replicas x usd_per_hour of "
@@ -129,6 +148,9 @@ def simulate_run(model_name: str, backends: list[Any], policy_name: str, params:
             "policy": policy_name, "params": params, "fallback": fallback,
             "backends": [{"id": b.id, "replicas": b.replicas, "usd_per_hour": b.usd_per_hour,
                           "profile": b.model.profile.backend_id} for b in backends],
+            "interference": None if interference is None else {
+                "table": interference_path, "node": interference.node,
+                "backends": list(interference.backends), "created": interference.created},
             "wall_s": wall, "requests_per_wall_s": len(records) / wall if wall > 0 else None,
             "note": "ITL is not simulated (requests record first and last token only)",
             "oracle": _oracle(records, backends) if oracle else None,
@@ -192,6 +214,8 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
         spec = workload_from_args(args, dict(fleet.slo_classes), fleet.default_slo_class)
     profiles = parse_pairs(",".join(args.profile), "profile", str) if args.profile else {}
     backends = fleet_backends(fleet, replicas, profiles)
+    shared = {"interference": load_interference_for(args.interference, backends),
+              "interference_path": args.interference}
     policy = args.policy or fleet.policy.name
     params = dict(fleet.policy.params) if args.policy is None else {}
     params.update({k: _value(v) for k, v in (parse_pairs(",".join(args.policy_param), "policy_param",
@@ -202,13 +226,13 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
     if live is not None:
         s = simulate_run(fleet.served_model_name, backends, policy, params, fallback, spec, out,
                          args.label or f"simulated {live.get('label', '')}".strip(),
-                         not args.no_report, False)
+                         not args.no_report, False, **shared)
         text = write_validation(out, live, s)
         print(text)
         return 0
     if not args.sweep:
         s = simulate_run(fleet.served_model_name, backends, policy, params, fallback, spec, out,
-                         args.label or out.name, not args.no_report, not args.no_oracle)
+                         args.label or out.name, not args.no_report, not args.no_oracle, **shared)
         print(one_line(s))
         sim = s["simulation"]
         o = sim["oracle"] or {}
@@ -219,11 +243,12 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
         print(f"simulated {s['requests']['total']} requests in {sim['wall_s']:.2f} s "
               f"({sim['requests_per_wall_s']:.0f} requests/s of wall time); wrote {out}/")
         return 0
-    return _sweep(args, fleet, backends, policy, params, fallback, spec, out)
+    return _sweep(args, fleet, backends, policy, params, fallback, spec, out, shared)
 
 
 def _sweep(args: argparse.Namespace, fleet: Any, backends: list[Any], policy: str,
-           params: dict[str, Any], fallback: str, spec: Any, out: Path) -> int:
+           params: dict[str, Any], fallback: str, spec: Any, out: Path,
+           shared: dict[str, Any]) -> int:
     from loadtest.commands import one_line
 
     name, sep, values = args.sweep.partition("=")
@@ -244,7 +269,7 @@ def _sweep(args: argparse.Namespace, fleet: Any, backends: list[Any], policy: st
         label = f"{name}={raw}"
         s = simulate_run(fleet.served_model_name, backends, p_name, p_params, fb, spec,
                          out / label.replace("=", "-"), label, not args.no_report,
-                         not args.no_oracle)
+                         not args.no_oracle, **shared)
         print(f"{label}: {one_line(s)}")
         summaries.append(s)
     from loadtest.report import write_comparison

@@ -19,6 +19,11 @@ same online correction learned from what the simulated replicas really did. A ba
 two profiles: the router's (`model`, what the policy predicts with) and the replicas' truth
 (`truth`, e.g. one measured through the serving path). Within a backend a request goes to the
 replica with the fewest requests, as Ray Serve's power-of-two-choices does on average.
+
+Backends that share a machine slow each other down. With an interference table
+(profiles/interference.py) a replica's work runs slower by the measured factor while its
+neighbours are busy: each op's progress is kept in idle-machine milliseconds, and when a
+neighbour starts or stops work every running op on the node is re-timed from where it got to.
 """
 
 from __future__ import annotations
@@ -32,6 +37,7 @@ from dataclasses import dataclass
 
 from loadtest.records import BACKEND_HEADER, COST_HEADER, Record
 from loadtest.workload import Planned, WorkloadSpec, bounded_plans, plan_requests
+from profiles.interference import InterferenceTable
 from profiles.latency import (
     BackendLoad,
     Correction,
@@ -86,8 +92,11 @@ class _Replica:
         self.waiting: deque[_Req] = deque()
         self.prefilling: list[_Req] = []
         self.op: str | None = None  # None (idle), "prefill", "decode"
-        self.op_t0 = 0.0  # start of the op
+        self.op_t0 = 0.0  # start of the op, or when its pace last changed
         self.op_end = 0.0
+        self.work_ms = 0.0  # the op's work, in milliseconds of an undisturbed machine
+        self.done_ms = 0.0  # of which done by op_t0
+        self.pace = 1.0  # wall milliseconds per work millisecond (neighbours' interference)
         self.step_ms = 0.0  # decode phase: time per step
         self.phase_steps = 0  # decode phase: steps planned
         self.version = 0  # bumps invalidate scheduled events
@@ -101,12 +110,15 @@ class _Replica:
         waiting for their first token (queued or in a prefill), in arrival order."""
         cur = self.step
         if self.op == "decode" and self.step_ms > 0:
-            cur += min(int((now - self.op_t0) * 1e3 / self.step_ms), self.phase_steps)
+            cur += min(int(self.progress_ms(now) / self.step_ms), self.phase_steps)
         running = tuple([RunningSeq(context + cur - start, finish - cur if finish - cur > 1 else 1)
                          for finish, _, start, context, _, _ in self.heap])
         waiting = tuple([RequestShape(r.plan.prompt_tokens, r.plan.output_tokens)
                          for r in (*self.prefilling, *self.waiting)])
         return running, waiting
+
+    def progress_ms(self, now: float) -> float:
+        return self.done_ms + (now - self.op_t0) * 1e3 / self.pace
 
     def can_admit(self, req: _Req, extra_seqs: int, extra_kv: int) -> bool:
         need = req.plan.prompt_tokens + req.plan.output_tokens
@@ -119,7 +131,8 @@ class Simulation:
     """One run. `run()` returns the records, one per planned request, in index order."""
 
     def __init__(self, backends: list[SimBackend], policy: Policy, spec: WorkloadSpec,
-                 fallback: Fallback = "fastest") -> None:
+                 fallback: Fallback = "fastest",
+                 interference: InterferenceTable | None = None) -> None:
         self.backends = backends
         self.policy = policy
         self.spec = spec
@@ -131,6 +144,12 @@ class Simulation:
         self._idle_views: list[BackendView | None] = [None] * len(backends)
         self._slots = [(spec.id, spec.usd_per_hour, spec.model, spec.replicas, self.replicas[b],
                         self.rates[b]) for b, spec in enumerate(backends)]
+        self.interference = interference
+        shared = set(interference.backends) if interference is not None else set()
+        self._near = [tuple(c for c, o in enumerate(backends) if o.id in shared and c != b)
+                      if spec.id in shared else () for b, spec in enumerate(backends)]
+        self._busy = [0] * len(backends)  # replicas with an op running, per backend
+        self._paces: dict[tuple[int, str, int], float] = {}
         self.events: list[tuple[float, int, int, int, int]] = []  # (t, order, backend, replica, version)
         self.order = 0
         self.records: list[Record] = []
@@ -255,10 +274,11 @@ class Simulation:
         if rep.op is None:
             self._start_next(t, b, rep)
         elif rep.op == "decode" and rep.can_admit(rep.waiting[0], 0, 0):
-            done = min(math.floor((t - rep.op_t0) * 1e3 / rep.step_ms) + 1, rep.phase_steps)
+            done = min(math.floor(rep.progress_ms(t) / rep.step_ms) + 1, rep.phase_steps)
             if done < rep.phase_steps:
                 rep.phase_steps = done
-                rep.op_end = rep.op_t0 + done * rep.step_ms / 1e3
+                rep.work_ms = done * rep.step_ms
+                rep.op_end = rep.op_t0 + (rep.work_ms - rep.done_ms) * rep.pace / 1e3
                 self._schedule(rep.op_end, b, rep)
 
     def _schedule(self, t: float, b: int, rep: _Replica) -> None:
@@ -306,6 +326,42 @@ class Simulation:
             self._next_closed(t, pending)
 
     def _start_next(self, t: float, b: int, rep: _Replica) -> None:
+        was_busy = rep.op is not None
+        self._start_op(t, b, rep)
+        if was_busy != (rep.op is not None):
+            self._busy[b] += 1 if rep.op is not None else -1
+            if self._near[b] and self._busy[b] == (1 if rep.op is not None else 0):
+                for c in self._near[b]:  # b started or stopped: re-time its neighbours' work
+                    if self._busy[c]:
+                        for other in self.replicas[c]:
+                            if other.op is not None:
+                                self._repace(t, c, other)
+
+    def _pace(self, b: int, kind: str) -> float:
+        """Wall time per unit of work for backend b's `kind` op, given its busy neighbours."""
+        near = self._near[b]
+        if not near:
+            return 1.0
+        mask = sum(1 << i for i, c in enumerate(near) if self._busy[c])
+        key = (b, kind, mask)
+        pace = self._paces.get(key)
+        if pace is None:
+            assert self.interference is not None
+            busy = [self.backends[c].id for i, c in enumerate(near) if mask >> i & 1]
+            pace = self._paces[key] = self.interference.factor(
+                self.backends[b].id, busy, "prefill" if kind == "prefill" else "decode")
+        return pace
+
+    def _repace(self, t: float, b: int, rep: _Replica) -> None:
+        assert rep.op is not None
+        pace = self._pace(b, rep.op)
+        if pace != rep.pace:
+            rep.done_ms = rep.progress_ms(t)
+            rep.op_t0, rep.pace = t, pace
+            rep.op_end = t + max(rep.work_ms - rep.done_ms, 0.0) * pace / 1e3
+            self._schedule(rep.op_end, b, rep)
+
+    def _start_op(self, t: float, b: int, rep: _Replica) -> None:
         group: list[_Req] = []
         kv = 0
         while rep.waiting and rep.can_admit(rep.waiting[0], len(group), kv):
@@ -316,8 +372,10 @@ class Simulation:
             longest = max(r.plan.prompt_tokens for r in group)
             ms, _ = rep.m.prefill_ms(len(group), longest)
             ms += rep.m.join_extra_ms(len(rep.heap), longest)[0]  # joining a running batch
+            pace = self._pace(b, "prefill")
             rep.op, rep.op_t0, rep.prefilling = "prefill", t, group
-            rep.op_end = t + ms / 1e3
+            rep.work_ms, rep.done_ms, rep.pace = ms, 0.0, pace
+            rep.op_end = t + ms * pace / 1e3
             self._schedule(rep.op_end, b, rep)
             return
         if not rep.heap:
@@ -331,12 +389,15 @@ class Simulation:
         n = rep.heap[0][0] - rep.step
         mid = (rep.context_sum + batch * n / 2) / batch
         step_ms, _ = rep.m.decode_step_ms(batch, mid)
+        pace = self._pace(b, "decode")
         rep.op, rep.op_t0, rep.step_ms, rep.phase_steps = "decode", t, step_ms, n
-        rep.op_end = t + n * step_ms / 1e3
+        rep.work_ms, rep.done_ms, rep.pace = n * step_ms, 0.0, pace
+        rep.op_end = t + rep.work_ms * pace / 1e3
         self._schedule(rep.op_end, b, rep)
 
 
 
 def simulate(backends: list[SimBackend], policy: Policy, spec: WorkloadSpec,
-             fallback: Fallback = "fastest") -> list[Record]:
-    return Simulation(backends, policy, spec, fallback).run()
+             fallback: Fallback = "fastest",
+             interference: InterferenceTable | None = None) -> list[Record]:
+    return Simulation(backends, policy, spec, fallback, interference).run()

@@ -1,4 +1,4 @@
-"""The `costroute profile` subcommands: measure, validate, estimate."""
+"""The `costroute profile` subcommands: measure, validate, interference, estimate."""
 
 from __future__ import annotations
 
@@ -61,6 +61,32 @@ def register(sub: Any) -> None:
                           help="accept a table measured on another model checksum")
     validate.add_argument("--out", default=None, help="also write the report as JSON")
     validate.set_defaults(func=_cmd_validate)
+
+    interference = actions.add_parser(
+        "interference", help="how much backends that share a machine slow each other down",
+        description=(
+            "Measure, through a running costroute fleet, each backend's prefill and decode "
+            "step with its neighbours idle and with them busy (requests pinned with "
+            "x-costroute-pin-backend), for every set of up to --max-set busy neighbours. "
+            "Writes an interference table for `costroute simulate --interference`."))
+    interference.add_argument("--url", required=True,
+                              help="the fleet's HTTP address, e.g. http://127.0.0.1:8000")
+    interference.add_argument("--model", required=True, help="the served model name")
+    interference.add_argument("--tokenizer-model", default="tiny",
+                              help="local model whose vocabulary the prompts are drawn from")
+    interference.add_argument("--backends", required=True, metavar="ID,ID,...",
+                              help="the backends that share the machine (at least two)")
+    interference.add_argument("--node", default=None,
+                              help="what they share, e.g. a host name (default: this host's name)")
+    interference.add_argument("--repetitions", type=int, default=5,
+                              help="idle/busy probe pairs per row (default 5)")
+    interference.add_argument("--background", type=int, default=2,
+                              help="streams each busy neighbour decodes (default 2)")
+    interference.add_argument("--max-set", type=int, default=2,
+                              help="largest set of busy neighbours measured; larger sets are "
+                                   "estimated from single neighbours (default 2)")
+    interference.add_argument("--out", required=True, help="where to write the table (JSON)")
+    interference.set_defaults(func=_cmd_interference)
 
     estimate = actions.add_parser(
         "estimate", help="a roofline profile from datasheet figures (labelled estimated)",
@@ -255,6 +281,55 @@ async def _validate(args: argparse.Namespace) -> int:
     print(format_report(rep))
     if args.out:
         Path(args.out).write_text(json.dumps(rep, indent=2) + "\n")
+    return 0
+
+
+def _cmd_interference(args: argparse.Namespace) -> int:
+    return asyncio.run(_interference(args))
+
+
+async def _interference(args: argparse.Namespace) -> int:
+    import socket
+
+    from tqdm import tqdm
+
+    from backends.model import read_manifest, resolve_model
+    from profiles.interference import make_table, measure, neighbour_sets
+    from profiles.targets import HttpTarget
+
+    names = [b for b in args.backends.split(",") if b]
+    for flag, value, low in (("--repetitions", args.repetitions, 1),
+                             ("--background", args.background, 1), ("--max-set", args.max_set, 1)):
+        if value < low:
+            print(f"costroute profile interference: {flag} must be >= {low}, got {value}",
+                  file=sys.stderr)
+            return 2
+    if len(set(names)) < 2 or len(set(names)) != len(names):
+        print(f"costroute profile interference: --backends needs two or more distinct ids, "
+              f"got {args.backends!r}", file=sys.stderr)
+        return 2
+    vocab = read_manifest(resolve_model(args.tokenizer_model))["vocab_size"]
+    targets = {b: HttpTarget(args.url, args.model, {"url": args.url, "pinned_backend": b},
+                             {"x-costroute-pin-backend": b}) for b in names}
+    rows_total = sum(len(neighbour_sets(names, b, args.max_set)) for b in names)
+    started = time.monotonic()
+    try:
+        with tqdm(total=rows_total * args.repetitions, desc="interference", unit="pair",
+                  file=sys.stderr) as bar:
+            rows = await measure(targets, vocab, repetitions=args.repetitions,  # type: ignore[arg-type]
+                                 background=args.background, max_set=args.max_set,
+                                 progress=bar.update)
+    finally:
+        for t in targets.values():
+            await t.aclose()
+    table = make_table(args.node or socket.gethostname(), rows, _command_line(),
+                       repetitions=args.repetitions, background=args.background,
+                       elapsed_s=time.monotonic() - started)
+    table.save(Path(args.out))
+    for r in rows:
+        print(f"{r.backend:24s} busy {'+'.join(r.busy):40s} prefill x{r.prefill:.2f}  "
+              f"decode x{r.decode:.2f}")
+    print(f"wrote {args.out}", file=sys.stderr)
     return 0
 
 

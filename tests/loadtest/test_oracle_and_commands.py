@@ -60,6 +60,28 @@ def test_simulate_cli_writes_a_summary_with_the_oracle(tmp_path: Path,
     assert "policy / oracle" in capsys.readouterr().out
 
 
+def test_simulate_with_an_interference_table(tmp_path: Path,
+                                             capsys: pytest.CaptureFixture[str]) -> None:
+    from profiles.interference import InterferenceTable, Slowdown
+
+    ids = ("cpu-vllm", "cpu-onnxruntime", "cpu-onnxruntime-1t")
+    table = tmp_path / "interference.json"
+    InterferenceTable("test", tuple(Slowdown(b, (n,), 2.0, 3.0) for b in ids for n in ids if n != b),
+                      "now", "tests", {}).save(table)
+    args = ["simulate", "--rate", "2", "--mix", "chat-doc", "--duration", "60", "--no-report",
+            "--no-oracle", "--slo-mix", "standard=1"]
+    ttft = {}
+    for name, extra in (("alone", []), ("shared", ["--interference", str(table)])):
+        assert main([*args, *extra, "--out", str(tmp_path / name)]) == 0
+        s = json.loads((tmp_path / name / "summary.json").read_text())
+        ttft[name] = s["latency_ms"]["ttft"]["median"]
+        assert (s["simulation"]["interference"] is None) == (name == "alone")
+    assert ttft["shared"] > ttft["alone"]
+    InterferenceTable("test", (Slowdown("x", ("y",), 2.0, 2.0),), "now", "tests", {}).save(table)
+    assert main([*args, "--interference", str(table), "--out", str(tmp_path / "bad")]) == 2
+    assert "--interference" in capsys.readouterr().err
+
+
 def test_simulate_sweep_names_the_cheapest_setting(tmp_path: Path,
                                                    capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "sweep"
