@@ -6,10 +6,13 @@
 #  2. Live: `costroute serve` (the whole fleet); each backend profiled again through the running
 #     fleet, pinned with x-costroute-pin-backend (profiles/in-fleet/); then two 60-second load
 #     tests of the mixed chat/document workload, at 1.5 and 3 req/s (live-*/).
+#     Then how much the backends, which share this machine's cores, slow each other down:
+#     `costroute profile interference` (profiles/interference.json).
 #  3. `costroute simulate --against` each live run, once with the fleet's own (in-process)
-#     tables, the served tables and the in-fleet tables (sim-*/validation.md).
+#     tables, the served tables, the in-fleet tables, and the in-fleet tables with the
+#     interference table (sim-*/validation.md).
 #
-#   docs/examples/simulator-validation/run.sh          (~25 min on a 2-core machine)
+#   docs/examples/simulator-validation/run.sh          (~27 min on a 2-core machine)
 set -euo pipefail
 cd "$(dirname "$0")/../../.."
 OUT=${OUT:-docs/examples/simulator-validation}
@@ -43,6 +46,9 @@ for b in cpu-vllm cpu-onnxruntime cpu-onnxruntime-1t; do  # each pinned, the oth
       --out "$OUT/profiles/in-fleet/$b.json" \
       --max-num-seqs "$(capacity "$b" max_num_seqs)" --kv-tokens "$(capacity "$b" kv_tokens)"
 done
+"${CR[@]}" profile interference --url "http://127.0.0.1:$PORT" --model costroute-llama-tiny \
+    --backends cpu-vllm,cpu-onnxruntime,cpu-onnxruntime-1t --node "2-core VM" \
+    --out "$OUT/profiles/interference.json"
 for rate in 1.5 3; do
   rm -rf "$OUT/live-$rate"
   "${CR[@]}" loadtest run --url "http://127.0.0.1:$PORT" --fleet deploy/local.yaml \
@@ -62,6 +68,9 @@ for rate in 1.5 3; do
       --out "$OUT/sim-served-tables-$rate" --label "simulated $rate req/s, served tables"
   "${CR[@]}" simulate --fleet deploy/local.yaml --against "$OUT/live-$rate" "${IN_FLEET[@]}" \
       --out "$OUT/sim-in-fleet-tables-$rate" --label "simulated $rate req/s, in-fleet tables"
+  "${CR[@]}" simulate --fleet deploy/local.yaml --against "$OUT/live-$rate" "${IN_FLEET[@]}" \
+      --interference "$OUT/profiles/interference.json" --out "$OUT/sim-interference-$rate" \
+      --label "simulated $rate req/s, in-fleet tables + interference"
 done
 rm -f "$OUT"/*/report.html  # the markdown reports and plots stay; keeps the repo small
 echo "serve logs: $LOGS"
