@@ -37,7 +37,7 @@ from dataclasses import dataclass
 
 from loadtest.records import BACKEND_HEADER, COST_HEADER, Record
 from loadtest.workload import Planned, WorkloadSpec, bounded_plans, plan_requests
-from profiles.interference import InterferenceTable
+from profiles.interference import InterferenceTable, Kind
 from profiles.latency import (
     BackendLoad,
     Correction,
@@ -148,7 +148,10 @@ class Simulation:
         shared = set(interference.backends) if interference is not None else set()
         self._near = [tuple(c for c, o in enumerate(backends) if o.id in shared and c != b)
                       if spec.id in shared else () for b, spec in enumerate(backends)]
-        self._busy = [0] * len(backends)  # replicas with an op running, per backend
+        # per backend: replicas prefilling, replicas decoding; what its neighbours see it do
+        # (0 idle, 1 prefill, 2 decode: a decoding replica streams tokens, which costs more)
+        self._ops = [[0, 0] for _ in backends]
+        self._doing = [0] * len(backends)
         self._paces: dict[tuple[int, str, int], float] = {}
         self.events: list[tuple[float, int, int, int, int]] = []  # (t, order, backend, replica, version)
         self.order = 0
@@ -326,28 +329,37 @@ class Simulation:
             self._next_closed(t, pending)
 
     def _start_next(self, t: float, b: int, rep: _Replica) -> None:
-        was_busy = rep.op is not None
+        was = rep.op
         self._start_op(t, b, rep)
-        if was_busy != (rep.op is not None):
-            self._busy[b] += 1 if rep.op is not None else -1
-            if self._near[b] and self._busy[b] == (1 if rep.op is not None else 0):
-                for c in self._near[b]:  # b started or stopped: re-time its neighbours' work
-                    if self._busy[c]:
+        if self._near[b] and was != rep.op:
+            ops = self._ops[b]
+            if was is not None:
+                ops[1 if was == "decode" else 0] -= 1
+            if rep.op is not None:
+                ops[1 if rep.op == "decode" else 0] += 1
+            doing = 2 if ops[1] else 1 if ops[0] else 0
+            if doing != self._doing[b]:
+                self._doing[b] = doing
+                for c in self._near[b]:  # re-time the neighbours' work from where it got to
+                    if self._doing[c]:
                         for other in self.replicas[c]:
                             if other.op is not None:
                                 self._repace(t, c, other)
 
     def _pace(self, b: int, kind: str) -> float:
-        """Wall time per unit of work for backend b's `kind` op, given its busy neighbours."""
+        """Wall time per unit of work for backend b's `kind` op, given what its neighbours do."""
         near = self._near[b]
         if not near:
             return 1.0
-        mask = sum(1 << i for i, c in enumerate(near) if self._busy[c])
-        key = (b, kind, mask)
+        code = 0
+        for c in near:
+            code = code * 3 + self._doing[c]
+        key = (b, kind, code)
         pace = self._paces.get(key)
         if pace is None:
             assert self.interference is not None
-            busy = [self.backends[c].id for i, c in enumerate(near) if mask >> i & 1]
+            busy: dict[str, Kind] = {self.backends[c].id: "decode" if self._doing[c] == 2 else "prefill"
+                                     for c in near if self._doing[c]}
             pace = self._paces[key] = self.interference.factor(
                 self.backends[b].id, busy, "prefill" if kind == "prefill" else "decode")
         return pace

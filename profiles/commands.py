@@ -67,7 +67,8 @@ def register(sub: Any) -> None:
         description=(
             "Measure, through a running costroute fleet, each backend's prefill and decode "
             "step with its neighbours idle and with them busy (requests pinned with "
-            "x-costroute-pin-backend), for every set of up to --max-set busy neighbours. "
+            "x-costroute-pin-backend), for every set of up to --max-set busy neighbours, "
+            "decoding and prefilling. "
             "Writes an interference table for `costroute simulate --interference`."))
     interference.add_argument("--url", required=True,
                               help="the fleet's HTTP address, e.g. http://127.0.0.1:8000")
@@ -311,7 +312,7 @@ async def _interference(args: argparse.Namespace) -> int:
     vocab = read_manifest(resolve_model(args.tokenizer_model))["vocab_size"]
     targets = {b: HttpTarget(args.url, args.model, {"url": args.url, "pinned_backend": b},
                              {"x-costroute-pin-backend": b}) for b in names}
-    rows_total = sum(len(neighbour_sets(names, b, args.max_set)) for b in names)
+    rows_total = 2 * sum(len(neighbour_sets(names, b, args.max_set)) for b in names)
     started = time.monotonic()
     try:
         with tqdm(total=rows_total * args.repetitions, desc="interference", unit="pair",
@@ -327,8 +328,8 @@ async def _interference(args: argparse.Namespace) -> int:
                        elapsed_s=time.monotonic() - started)
     table.save(Path(args.out))
     for r in rows:
-        print(f"{r.backend:24s} busy {'+'.join(r.busy):40s} prefill x{r.prefill:.2f}  "
-              f"decode x{r.decode:.2f}")
+        print(f"{r.backend:20s} {'+'.join(r.busy) + ' ' + r.neighbour_op + 'ing':46s} "
+              f"prefill x{r.prefill:.2f}  decode x{r.decode:.2f}")
     print(f"wrote {args.out}", file=sys.stderr)
     return 0
 

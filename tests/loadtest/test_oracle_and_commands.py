@@ -66,7 +66,8 @@ def test_simulate_with_an_interference_table(tmp_path: Path,
 
     ids = ("cpu-vllm", "cpu-onnxruntime", "cpu-onnxruntime-1t")
     table = tmp_path / "interference.json"
-    InterferenceTable("test", tuple(Slowdown(b, (n,), 2.0, 3.0) for b in ids for n in ids if n != b),
+    InterferenceTable("test", tuple(Slowdown(b, (n,), op, 2.0, 3.0) for b in ids for n in ids
+                                    if n != b for op in ("decode", "prefill")),
                       "now", "tests", {}).save(table)
     args = ["simulate", "--rate", "2", "--mix", "chat-doc", "--duration", "60", "--no-report",
             "--no-oracle", "--slo-mix", "standard=1"]
@@ -77,7 +78,7 @@ def test_simulate_with_an_interference_table(tmp_path: Path,
         ttft[name] = s["latency_ms"]["ttft"]["median"]
         assert (s["simulation"]["interference"] is None) == (name == "alone")
     assert ttft["shared"] > ttft["alone"]
-    InterferenceTable("test", (Slowdown("x", ("y",), 2.0, 2.0),), "now", "tests", {}).save(table)
+    InterferenceTable("test", (Slowdown("x", ("y",), "decode", 2.0, 2.0),), "now", "tests", {}).save(table)
     assert main([*args, "--interference", str(table), "--out", str(tmp_path / "bad")]) == 2
     assert "--interference" in capsys.readouterr().err
 

@@ -9,8 +9,10 @@ from typing import ClassVar
 import numpy as np
 import pytest
 
+from loadtest.records import Record
 from loadtest.simulator import SimBackend, simulate
 from loadtest.workload import parse_workload
+from profiles.interference import InterferenceTable, Slowdown
 from profiles.latency import LatencyModel
 from serving.policies import Decision, Policy, RoutingContext, evaluate, make_policy
 from serving.policies.base import decide
@@ -80,31 +82,45 @@ def test_a_prefill_that_joins_a_running_batch_pays_the_join_surface() -> None:
     assert joined[1].ttft_ms - plain[1].ttft_ms == pytest.approx(4.0)
 
 
+def interference(while_prefilling: float, while_decoding: float) -> InterferenceTable:
+    """a and b slow each other by these factors while the other prefills / decodes."""
+    return InterferenceTable("node", tuple(
+        Slowdown(me, (other,), op, f, f) for me, other in (("a", "b"), ("b", "a"))
+        for op, f in (("prefill", while_prefilling), ("decode", while_decoding))),
+        "now", "tests", {})
+
+
 def test_backends_that_share_a_machine_slow_each_other_down() -> None:
     # a (2 ms steps) and b (1 ms steps) each get one request at t=0 (1 us apart); each runs
     # at half speed while the other works. Prefill: 1 ms of work each -> both at 2 ms. Decode:
     # 10 steps, b's 10 ms of work ends at 2 + 20 = 22 ms, when a has done 10 of its 20 ms;
     # a's last 10 ms run alone: 32 ms.
-    from profiles.interference import InterferenceTable, Slowdown
-
-    table = InterferenceTable("node", (Slowdown("a", ("b",), 2.0, 2.0),
-                                       Slowdown("b", ("a",), 2.0, 2.0)), "now", "tests", {})
     backends = [flat(bid="a"), SimBackend("b", flat(step_ms=1.0, bid="b").model, 1.0)]
     spec = workload(arrival={"process": "constant", "rate_rps": 1e6}, num_requests=2)
     policy = make_policy("round-robin")
-    alone = {r.headers["x-costroute-backend"]: r for r in simulate(backends, policy, spec)}
-    shared = {r.headers["x-costroute-backend"]: r
-              for r in simulate(backends, policy, spec, interference=table)}
+
+    def run(table: InterferenceTable | None) -> dict[str, Record]:
+        return {r.headers["x-costroute-backend"]: r
+                for r in simulate(backends, policy, spec, interference=table)}
+
+    alone, shared = run(None), run(interference(2.0, 2.0))
     assert (alone["a"].e2e_ms, alone["b"].e2e_ms) == (pytest.approx(21.0, abs=0.01),
                                                       pytest.approx(11.0, abs=0.01))
     assert shared["a"].ttft_ms == pytest.approx(2.0, abs=0.01)
     assert shared["b"].ttft_ms == pytest.approx(2.0, abs=0.01)
     assert shared["b"].e2e_ms == pytest.approx(22.0, abs=0.01)
     assert shared["a"].e2e_ms == pytest.approx(32.0, abs=0.01)
+    # only a decoding neighbour slows: prefills at full speed (1 ms), then b ends at
+    # 1 + 20 = 21 ms and a at 31 ms
+    decoding = run(interference(1.0, 2.0))
+    assert (decoding["a"].ttft_ms, decoding["b"].ttft_ms) == (pytest.approx(1.0, abs=0.01),
+                                                              pytest.approx(1.0, abs=0.01))
+    assert (decoding["a"].e2e_ms, decoding["b"].e2e_ms) == (pytest.approx(31.0, abs=0.01),
+                                                            pytest.approx(21.0, abs=0.01))
     # a backend the table does not name is not slowed
     other = [flat(bid="a"), SimBackend("c", flat(step_ms=1.0, bid="c").model, 1.0)]
-    assert [r.to_json() for r in simulate(other, policy, spec, interference=table)] == \
-        [r.to_json() for r in simulate(other, policy, spec)]
+    assert [r.to_json() for r in simulate(other, policy, spec, interference=interference(2, 2))] \
+        == [r.to_json() for r in simulate(other, policy, spec)]
 
 
 def test_a_bigger_batch_decodes_slower_per_step() -> None:

@@ -29,19 +29,23 @@ def table(*rows: Slowdown) -> InterferenceTable:
 
 
 def test_factor_reads_the_measured_row_or_adds_single_neighbours() -> None:
-    t = table(Slowdown("a", ("b",), 1.5, 2.0), Slowdown("a", ("c",), 1.2, 1.5),
-              Slowdown("a", ("b", "c"), 1.6, 2.2))
-    assert t.factor("a", [], "decode") == 1.0
-    assert t.factor("a", ["b"], "decode") == 2.0
-    assert t.factor("a", ["c", "b"], "prefill") == 1.6  # the measured pair, in any order
-    assert t.factor("b", ["a"], "decode") == 1.0  # b was not measured: no slowdown
-    two = table(Slowdown("a", ("b",), 1.5, 2.0), Slowdown("a", ("c",), 1.2, 1.5))
-    assert two.factor("a", ["b", "c"], "decode") == pytest.approx(1 + 1.0 + 0.5)
+    t = table(Slowdown("a", ("b",), "decode", 1.5, 2.0), Slowdown("a", ("c",), "decode", 1.2, 1.5),
+              Slowdown("a", ("b", "c"), "decode", 1.6, 2.2),
+              Slowdown("a", ("b",), "prefill", 1.1, 1.3))
+    assert t.factor("a", {}, "decode") == 1.0
+    assert t.factor("a", {"b": "decode"}, "decode") == 2.0
+    assert t.factor("a", {"b": "prefill"}, "decode") == 1.3  # what the neighbour does matters
+    assert t.factor("a", {"c": "decode", "b": "decode"}, "prefill") == 1.6  # the measured pair
+    assert t.factor("b", {"a": "decode"}, "decode") == 1.0  # b was not measured: no slowdown
+    # no row for this mix: the single neighbours' rows add up (c prefilling: no row, adds 0)
+    assert t.factor("a", {"b": "prefill", "c": "decode"}, "decode") == pytest.approx(1 + 0.3 + 0.5)
+    assert t.factor("a", {"b": "decode", "c": "prefill"}, "decode") == pytest.approx(2.0)
     assert t.backends == ("a", "b", "c")
 
 
 def test_round_trip(tmp_path: Path) -> None:
-    t = table(Slowdown("a", ("b",), 1.5, 2.0, {"decode_idle": 4.0, "decode_busy": 8.0}))
+    t = table(Slowdown("a", ("b",), "decode", 1.5, 2.0, {"decode_idle": 4.0, "decode_busy": 8.0}),
+              Slowdown("a", ("b",), "prefill", 1.2, 1.1))
     t.save(tmp_path / "i.json")
     assert load_interference(tmp_path / "i.json") == t
 
@@ -50,11 +54,12 @@ def test_round_trip(tmp_path: Path) -> None:
     (lambda r: r["rows"][0].update(decode=0), "rows[0].decode"),
     (lambda r: r["rows"][0].update(busy=["a"]), "rows[0].busy"),
     (lambda r: r["rows"].append(dict(r["rows"][0])), "rows[1].busy"),
+    (lambda r: r["rows"][0].update(neighbour_op="idle"), "rows[0].neighbour_op"),
     (lambda r: r.update(node=""), "node"),
     (lambda r: r.update(schema_version=9), "schema_version"),
 ])
 def test_a_bad_table_names_the_field(edit: Any, field: str) -> None:
-    raw = json.loads(table(Slowdown("a", ("b",), 1.5, 2.0)).to_json())
+    raw = json.loads(table(Slowdown("a", ("b",), "decode", 1.5, 2.0)).to_json())
     edit(raw)
     with pytest.raises(ProfileError) as err:
         parse_interference(raw)
@@ -67,14 +72,16 @@ def test_neighbour_sets() -> None:
 
 
 class _Machine:
-    """Backends on one fake machine: a token takes 1 ms and a prefill 4 ms, times 1 + the
-    number of OTHER backends with a request in flight."""
+    """Backends on one fake machine: a token takes 2 ms and a prefill 4 ms, times 1 + 1 for
+    each OTHER backend decoding (streaming more than one token) + 0.5 for each prefilling
+    (whole milliseconds: asyncio's sleeps on epoll round up to the millisecond)."""
 
     def __init__(self) -> None:
-        self.in_flight: dict[str, int] = {}
+        self.in_flight: dict[str, list[int]] = {}  # backend -> max_tokens of its requests
 
     def pace(self, me: str) -> float:
-        return 1 + sum(1 for b, n in self.in_flight.items() if n and b != me)
+        return 1 + sum((1.0 if max(n) > 1 else 0.5) for b, n in self.in_flight.items()
+                       if n and b != me)
 
 
 class _Backend:
@@ -84,15 +91,16 @@ class _Backend:
     async def run(self, prompt_ids: list[int], max_tokens: int, on_tokens: Any = None) -> Timing:
         m = self.machine
         timing = Timing(time.perf_counter(), prompt_tokens=len(prompt_ids))
-        m.in_flight[self.name] = m.in_flight.get(self.name, 0) + 1
+        mine = m.in_flight.setdefault(self.name, [])
+        mine.append(max_tokens)
         try:
             for i in range(max_tokens):
-                await asyncio.sleep((0.001 if i else 0.004) * m.pace(self.name))
+                await asyncio.sleep((0.002 if i else 0.004) * m.pace(self.name))
                 timing.token_times.append(time.perf_counter())
                 if on_tokens is not None:
                     on_tokens(1)
         finally:
-            m.in_flight[self.name] -= 1
+            mine.remove(max_tokens)
         timing.completion_tokens = max_tokens
         return timing
 
@@ -102,11 +110,13 @@ class _Backend:
 
 def test_measure_compares_each_backend_alone_and_with_busy_neighbours() -> None:
     machine = _Machine()
-    targets = {n: _Backend(machine, n) for n in ("a", "b", "c")}
+    targets = {n: _Backend(machine, n) for n in ("a", "b")}
     rows = asyncio.run(measure(targets, 512, repetitions=2, background=1))  # type: ignore[arg-type]
-    by = {(r.backend, r.busy): r for r in rows}
-    assert list(by) == [(b, s) for b in "abc" for s in neighbour_sets(["a", "b", "c"], b, 2)]
-    for (_, busy), r in by.items():  # asyncio sleeps run a little late: loose bounds
-        assert 1 + len(busy) - 0.35 < r.decode < 1 + len(busy) + 0.35
-        assert 1 + len(busy) - 0.35 < r.prefill < 1 + len(busy) + 0.35
+    by = {(r.backend, r.busy, r.neighbour_op): r for r in rows}
+    assert list(by) == [("a", ("b",), "decode"), ("a", ("b",), "prefill"),
+                        ("b", ("a",), "decode"), ("b", ("a",), "prefill")]
+    for (_, _, op), r in by.items():  # asyncio sleeps run a little late: loose bounds
+        expected = 2.0 if op == "decode" else 1.5
+        assert expected - 0.25 < r.decode < expected + 0.25
+        assert expected - 0.25 < r.prefill < expected + 0.25
     assert not any(machine.in_flight.values())  # every background stream ended
