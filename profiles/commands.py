@@ -328,7 +328,7 @@ async def _interference(args: argparse.Namespace) -> int:
                        elapsed_s=time.monotonic() - started)
     table.save(Path(args.out))
     for r in rows:
-        print(f"{r.backend:20s} {'+'.join(r.busy) + ' ' + r.neighbour_op + 'ing':46s} "
+        print(f"{r.backend:20s} {'+'.join(r.busy) + ' ' + r.neighbour_op:46s} "
               f"prefill x{r.prefill:.2f}  decode x{r.decode:.2f}")
     print(f"wrote {args.out}", file=sys.stderr)
     return 0
