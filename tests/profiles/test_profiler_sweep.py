@@ -85,6 +85,6 @@ def test_join_measures_a_prefill_while_others_decode() -> None:
     assert join is not None and join.batch == (1, 4) and join.tokens == (16,)
     one, four = join.ms[0][0], join.ms[1][0]
     # TTFT less half the running requests' step: 5 + 4 b - 1 ms (asyncio sleeps run late)
-    assert 8.0 <= one < 8.0 + 4
+    assert 7.5 <= one < 8.0 + 4  # the 2 ms steps run a little late, so half a step is >= 1 ms
     assert 20.0 <= four < 20.0 + 4
     assert plan.fitted(max_num_seqs=4, max_model_len=512).join_batch == (1,)
