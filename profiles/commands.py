@@ -82,7 +82,7 @@ def register(sub: Any) -> None:
     interference.add_argument("--repetitions", type=int, default=5,
                               help="idle/busy probe pairs per row (default 5)")
     interference.add_argument("--background", type=int, default=2,
-                              help="streams each busy neighbour decodes (default 2)")
+                              help="requests each busy neighbour runs at once (default 2)")
     interference.add_argument("--max-set", type=int, default=2,
                               help="largest set of busy neighbours measured; larger sets are "
                                    "estimated from single neighbours (default 2)")

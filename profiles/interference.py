@@ -36,7 +36,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from profiles.table import ProfileError
+from profiles.table import ProfileError, read_json, save_json
 from profiles.targets import Target
 
 SCHEMA_VERSION = 1
@@ -87,21 +87,12 @@ class InterferenceTable:
         return json.dumps(asdict(self), indent=2) + "\n"
 
     def save(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(path.suffix + ".tmp")
-        tmp.write_text(self.to_json())
-        tmp.replace(path)
+        save_json(path, self.to_json())
 
 
 def load_interference(path: str | Path) -> InterferenceTable:
     path = Path(path)
-    try:
-        raw = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise ProfileError(f"interference table {path} does not exist", "path") from None
-    except json.JSONDecodeError as exc:
-        raise ProfileError(f"interference table {path} is not valid JSON: {exc}", "path") from None
-    return parse_interference(raw, str(path))
+    return parse_interference(read_json(path, "interference table"), str(path))
 
 
 def parse_interference(raw: Any, where: str = "interference table") -> InterferenceTable:

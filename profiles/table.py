@@ -60,23 +60,32 @@ class ProfileTable:
         return json.dumps(asdict(self), indent=2) + "\n"
 
     def save(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(path.suffix + ".tmp")
-        tmp.write_text(self.to_json())
-        tmp.replace(path)  # never leave a half-written table
+        save_json(path, self.to_json())
+
+
+def save_json(path: Path, text: str) -> None:
+    """Write a table's JSON text, never leaving a half-written table."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(text)
+    tmp.replace(path)
+
+
+def read_json(path: Path, what: str) -> Any:
+    """A table's JSON, or a ProfileError naming `what` and the path."""
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        raise ProfileError(f"{what} {path} does not exist", "path") from None
+    except json.JSONDecodeError as exc:
+        raise ProfileError(f"{what} {path} is not valid JSON: {exc}", "path") from None
 
 
 def load_profile(
     path: str | Path, model_checksum: str | None = None, force: bool = False
 ) -> ProfileTable:
     path = Path(path)
-    try:
-        raw = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise ProfileError(f"profile {path} does not exist", "path") from None
-    except json.JSONDecodeError as exc:
-        raise ProfileError(f"profile {path} is not valid JSON: {exc}", "path") from None
-    table = parse_profile(raw, where=str(path))
+    table = parse_profile(read_json(path, "profile"), where=str(path))
     got = table.model.get("checksum")
     if model_checksum is not None and got != model_checksum and not force:
         raise ProfileError(
