@@ -214,8 +214,8 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
         spec = workload_from_args(args, dict(fleet.slo_classes), fleet.default_slo_class)
     profiles = parse_pairs(",".join(args.profile), "profile", str) if args.profile else {}
     backends = fleet_backends(fleet, replicas, profiles)
-    shared = {"interference": load_interference_for(args.interference, backends),
-              "interference_path": args.interference}
+    interference = {"interference": load_interference_for(args.interference, backends),
+                    "interference_path": args.interference}
     policy = args.policy or fleet.policy.name
     params = dict(fleet.policy.params) if args.policy is None else {}
     params.update({k: _value(v) for k, v in (parse_pairs(",".join(args.policy_param), "policy_param",
@@ -226,13 +226,13 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
     if live is not None:
         s = simulate_run(fleet.served_model_name, backends, policy, params, fallback, spec, out,
                          args.label or f"simulated {live.get('label', '')}".strip(),
-                         not args.no_report, False, **shared)
+                         not args.no_report, False, **interference)
         text = write_validation(out, live, s)
         print(text)
         return 0
     if not args.sweep:
         s = simulate_run(fleet.served_model_name, backends, policy, params, fallback, spec, out,
-                         args.label or out.name, not args.no_report, not args.no_oracle, **shared)
+                         args.label or out.name, not args.no_report, not args.no_oracle, **interference)
         print(one_line(s))
         sim = s["simulation"]
         o = sim["oracle"] or {}
@@ -243,12 +243,12 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
         print(f"simulated {s['requests']['total']} requests in {sim['wall_s']:.2f} s "
               f"({sim['requests_per_wall_s']:.0f} requests/s of wall time); wrote {out}/")
         return 0
-    return _sweep(args, fleet, backends, policy, params, fallback, spec, out, shared)
+    return _sweep(args, fleet, backends, policy, params, fallback, spec, out, interference)
 
 
 def _sweep(args: argparse.Namespace, fleet: Any, backends: list[Any], policy: str,
            params: dict[str, Any], fallback: str, spec: Any, out: Path,
-           shared: dict[str, Any]) -> int:
+           interference: dict[str, Any]) -> int:
     from loadtest.commands import one_line
 
     name, sep, values = args.sweep.partition("=")
@@ -269,7 +269,7 @@ def _sweep(args: argparse.Namespace, fleet: Any, backends: list[Any], policy: st
         label = f"{name}={raw}"
         s = simulate_run(fleet.served_model_name, backends, p_name, p_params, fb, spec,
                          out / label.replace("=", "-"), label, not args.no_report,
-                         not args.no_oracle, **shared)
+                         not args.no_oracle, **interference)
         print(f"{label}: {one_line(s)}")
         summaries.append(s)
     from loadtest.report import write_comparison

@@ -22,8 +22,10 @@ replica with the fewest requests, as Ray Serve's power-of-two-choices does on av
 
 Backends that share a machine slow each other down. With an interference table
 (profiles/interference.py) a replica's work runs slower by the measured factor while its
-neighbours are busy: each op's progress is kept in idle-machine milliseconds, and when a
-neighbour starts or stops work every running op on the node is re-timed from where it got to.
+neighbours work (a decoding neighbour, which streams tokens, may cost more than a prefilling
+one): each op's progress is kept in undisturbed-machine milliseconds, and when a neighbour
+starts, stops or changes what it does, every running op on the node is re-timed from where it
+got to.
 """
 
 from __future__ import annotations

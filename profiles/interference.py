@@ -193,7 +193,17 @@ async def measure(targets: dict[str, Target], vocab_size: int, *, repetitions: i
                 workers = [asyncio.create_task(keep_busy(targets[n], op, stop,
                                                          flags[i * background + j]))
                            for i, n in enumerate(busy) for j in range(background)]
-                await asyncio.wait_for(asyncio.gather(*(f.wait() for f in flags)), 60)
+                ready = asyncio.ensure_future(asyncio.gather(*(f.wait() for f in flags)))
+                watched: list[asyncio.Future[Any]] = [ready, *workers]
+                await asyncio.wait(watched, timeout=60, return_when=asyncio.FIRST_COMPLETED)
+                if not ready.done():  # a neighbour failed (or never answered): stop them all
+                    stop.set()
+                    ready.cancel()
+                    for w in workers:
+                        w.cancel()
+                    failed = [w.exception() for w in workers if w.done() and not w.cancelled()]
+                    raise RuntimeError(f"busy neighbours {list(busy)} did not start: "
+                                       f"{failed[0] if failed else 'no token in 60 s'}")
                 loaded.append(await probe(targets[backend]))
                 stop.set()
                 await asyncio.gather(*workers)

@@ -120,3 +120,15 @@ def test_measure_compares_each_backend_alone_and_with_busy_neighbours() -> None:
         assert expected - 0.25 < r.decode < expected + 0.25
         assert expected - 0.25 < r.prefill < expected + 0.25
     assert not any(machine.in_flight.values())  # every background stream ended
+
+
+class _Failing(_Backend):
+    async def run(self, prompt_ids: list[int], max_tokens: int, on_tokens: Any = None) -> Timing:
+        return Timing(time.perf_counter(), prompt_tokens=len(prompt_ids), error="HTTP 503")
+
+
+def test_a_neighbour_that_fails_stops_the_measurement_with_its_error() -> None:
+    machine = _Machine()
+    targets = {"a": _Backend(machine, "a"), "b": _Failing(machine, "b")}
+    with pytest.raises(RuntimeError, match="HTTP 503"):
+        asyncio.run(measure(targets, 512, repetitions=1, background=1))  # type: ignore[arg-type]
