@@ -12,7 +12,7 @@
 #     tables, the served tables, the in-fleet tables, and the in-fleet tables with the
 #     interference table (sim-*/validation.md).
 #
-#   docs/examples/simulator-validation/run.sh          (~27 min on a 2-core machine)
+#   docs/examples/simulator-validation/run.sh          (~30 min on a 2-core machine)
 set -euo pipefail
 cd "$(dirname "$0")/../../.."
 OUT=${OUT:-docs/examples/simulator-validation}
