@@ -42,7 +42,7 @@ lint: install
 	$(PY) -m mypy backends serving profiles loadtest
 
 # Optional: the decision core (latency model, policies' base, simulator) compiled with mypyc,
-# ~1.7x faster routing and simulation; same results. `make uncompile` goes back to the sources.
+# ~1.8-2x faster routing and simulation; same results. `make uncompile` goes back to the sources.
 compile: install
 	$(PY) profiles/compiled.py build
 
