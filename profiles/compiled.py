@@ -1,4 +1,4 @@
-"""The decision core compiled with mypyc (optional: ~1.7x faster routing and simulation).
+"""The decision core compiled with mypyc (optional: ~2x faster routing and simulation).
 
 `make compile` (`python profiles/compiled.py build`) compiles the modules below in place, as
 one mypyc group: each gets a small C extension next to its source, which Python then imports
