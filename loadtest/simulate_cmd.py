@@ -121,8 +121,8 @@ def load_interference_for(path: str | None, backends: list[Any]) -> Any:
 
 def simulate_run(model_name: str, backends: list[Any], policy_name: str, params: dict[str, Any],
                  fallback: str, spec: Any, out: Path | None, label: str,
-                 report: bool = True, oracle: bool = True,
-                 interference: Any = None, interference_path: str | None = None) -> dict[str, Any]:
+                 report: bool = True, oracle: bool = True, interference: Any = None,
+                 ) -> dict[str, Any]:
     """One simulation -> its summary (written to `out` with its records when given)."""
     from loadtest.metrics import Pricing, summarize
     from loadtest.simulator import simulate
@@ -149,8 +149,8 @@ def simulate_run(model_name: str, backends: list[Any], policy_name: str, params:
             "backends": [{"id": b.id, "replicas": b.replicas, "usd_per_hour": b.usd_per_hour,
                           "profile": b.model.profile.backend_id} for b in backends],
             "interference": None if interference is None else {
-                "table": interference_path, "node": interference.node,
-                "backends": list(interference.backends), "created": interference.created},
+                "node": interference.node, "backends": list(interference.backends),
+                "created": interference.created, "command": interference.command},
             "wall_s": wall, "requests_per_wall_s": len(records) / wall if wall > 0 else None,
             "note": "ITL is not simulated (requests record first and last token only)",
             "oracle": _oracle(records, backends) if oracle else None,
@@ -214,8 +214,7 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
         spec = workload_from_args(args, dict(fleet.slo_classes), fleet.default_slo_class)
     profiles = parse_pairs(",".join(args.profile), "profile", str) if args.profile else {}
     backends = fleet_backends(fleet, replicas, profiles)
-    interference = {"interference": load_interference_for(args.interference, backends),
-                    "interference_path": args.interference}
+    interference = load_interference_for(args.interference, backends)
     policy = args.policy or fleet.policy.name
     params = dict(fleet.policy.params) if args.policy is None else {}
     params.update({k: _value(v) for k, v in (parse_pairs(",".join(args.policy_param), "policy_param",
@@ -226,13 +225,14 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
     if live is not None:
         s = simulate_run(fleet.served_model_name, backends, policy, params, fallback, spec, out,
                          args.label or f"simulated {live.get('label', '')}".strip(),
-                         not args.no_report, False, **interference)
+                         not args.no_report, False, interference)
         text = write_validation(out, live, s)
         print(text)
         return 0
     if not args.sweep:
         s = simulate_run(fleet.served_model_name, backends, policy, params, fallback, spec, out,
-                         args.label or out.name, not args.no_report, not args.no_oracle, **interference)
+                         args.label or out.name, not args.no_report, not args.no_oracle,
+                         interference)
         print(one_line(s))
         sim = s["simulation"]
         o = sim["oracle"] or {}
@@ -248,7 +248,7 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
 
 def _sweep(args: argparse.Namespace, fleet: Any, backends: list[Any], policy: str,
            params: dict[str, Any], fallback: str, spec: Any, out: Path,
-           interference: dict[str, Any]) -> int:
+           interference: Any) -> int:
     from loadtest.commands import one_line
 
     name, sep, values = args.sweep.partition("=")
@@ -269,7 +269,7 @@ def _sweep(args: argparse.Namespace, fleet: Any, backends: list[Any], policy: st
         label = f"{name}={raw}"
         s = simulate_run(fleet.served_model_name, backends, p_name, p_params, fb, spec,
                          out / label.replace("=", "-"), label, not args.no_report,
-                         not args.no_oracle, **interference)
+                         not args.no_oracle, interference)
         print(f"{label}: {one_line(s)}")
         summaries.append(s)
     from loadtest.report import write_comparison

@@ -150,10 +150,7 @@ class Simulation:
         shared = set(interference.backends) if interference is not None else set()
         self._near = [tuple(c for c, o in enumerate(backends) if o.id in shared and c != b)
                       if spec.id in shared else () for b, spec in enumerate(backends)]
-        # per backend: replicas prefilling, replicas decoding; what its neighbours see it do
-        # (0 idle, 1 prefill, 2 decode: a decoding replica streams tokens, which costs more)
-        self._ops = [[0, 0] for _ in backends]
-        self._doing = [0] * len(backends)
+        self._ops = [[0, 0] for _ in backends]  # per backend: replicas prefilling, decoding
         self._paces: dict[tuple[int, str, int], float] = {}
         self.events: list[tuple[float, int, int, int, int]] = []  # (t, order, backend, replica, version)
         self.order = 0
@@ -335,18 +332,16 @@ class Simulation:
         self._start_op(t, b, rep)
         if self._near[b] and was != rep.op:
             ops = self._ops[b]
+            before = _doing(ops)
             if was is not None:
                 ops[1 if was == "decode" else 0] -= 1
             if rep.op is not None:
                 ops[1 if rep.op == "decode" else 0] += 1
-            doing = 2 if ops[1] else 1 if ops[0] else 0
-            if doing != self._doing[b]:
-                self._doing[b] = doing
+            if _doing(ops) != before:
                 for c in self._near[b]:  # re-time the neighbours' work from where it got to
-                    if self._doing[c]:
-                        for other in self.replicas[c]:
-                            if other.op is not None:
-                                self._repace(t, c, other)
+                    for other in self.replicas[c]:
+                        if other.op is not None:
+                            self._repace(t, c, other)
 
     def _pace(self, b: int, kind: str) -> float:
         """Wall time per unit of work for backend b's `kind` op, given what its neighbours do."""
@@ -355,13 +350,14 @@ class Simulation:
             return 1.0
         code = 0
         for c in near:
-            code = code * 3 + self._doing[c]
+            code = code * 3 + _doing(self._ops[c])
         key = (b, kind, code)
         pace = self._paces.get(key)
         if pace is None:
             assert self.interference is not None
-            busy: dict[str, Kind] = {self.backends[c].id: "decode" if self._doing[c] == 2 else "prefill"
-                                     for c in near if self._doing[c]}
+            busy: dict[str, Kind] = {
+                self.backends[c].id: "decode" if _doing(self._ops[c]) == 2 else "prefill"
+                for c in near if _doing(self._ops[c])}
             pace = self._paces[key] = self.interference.factor(
                 self.backends[b].id, busy, "prefill" if kind == "prefill" else "decode")
         return pace
@@ -409,6 +405,12 @@ class Simulation:
         rep.op_end = t + rep.work_ms * pace / 1e3
         self._schedule(rep.op_end, b, rep)
 
+
+
+def _doing(ops: list[int]) -> int:
+    """What a backend's neighbours see it do, from its replicas prefilling and decoding:
+    0 idle, 1 prefill, 2 decode (a decoding replica streams tokens, which costs more)."""
+    return 2 if ops[1] else 1 if ops[0] else 0
 
 
 def simulate(backends: list[SimBackend], policy: Policy, spec: WorkloadSpec,

@@ -6,9 +6,9 @@ instead of the source, and the group's code lives in one shared library inside t
 (`profiles/decision_core__mypyc.*.so`, so an editable install finds it like any module).
 One group lets compiled modules call each other natively; built one by one, every call
 between them (a policy asking the latency model, the model reading its grid) went through
-the Python API, and the simulator ran ~13% slower. The same code, type-checked by mypy, runs either way, and a simulated run
-gives the same records compiled or not (tests/loadtest/test_compiled.py). `make uncompile`
-removes the extensions. The tool is run by path, not with -m: it must work while a stale
+the Python API, and the simulator ran ~13% slower. The same code, type-checked by mypy, runs
+either way, and a simulated run gives the same records compiled or not
+(tests/loadtest/test_compiled.py). `make uncompile` removes the extensions. The tool is run by path, not with -m: it must work while a stale
 extension makes its package refuse to import.
 
 An extension does not change when its source does. So the build records each source's
@@ -41,6 +41,7 @@ MODULES = (
 )
 MANIFEST = ".compiled.json"
 GROUP = "profiles.decision_core"  # the shared library: profiles/decision_core__mypyc.*.so
+_GROUP_LIBRARY = ROOT / (GROUP.replace(".", "/") + "__mypyc.py")  # no such source: its stem
 _SETUP = """
 import sys
 from setuptools import setup
@@ -55,11 +56,9 @@ def _sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def _extensions(source: Path, runtime: bool = False) -> list[Path]:
-    """The module's extension (and with `runtime`, its mypyc runtime library too)."""
-    stems = (source.stem, f"{source.stem}__mypyc") if runtime else (source.stem,)
-    return sorted(p for stem in stems for suffix in ("so", "pyd")
-                  for p in source.parent.glob(f"{stem}.*.{suffix}"))
+def _extensions(source: Path) -> list[Path]:
+    """The C extensions built for `source` (a module path, or the group library's)."""
+    return sorted(p for suffix in ("so", "pyd") for p in source.parent.glob(f"{source.stem}.*.{suffix}"))
 
 
 def check(package_dir: str | Path) -> None:
@@ -89,12 +88,9 @@ def compiled_modules() -> list[str]:
 
 
 def clean() -> None:
-    for m in MODULES:
-        for ext in _extensions(ROOT / m, runtime=True):
+    for source in (*(ROOT / m for m in MODULES), _GROUP_LIBRARY):
+        for ext in _extensions(source):
             ext.unlink()
-    group_dir, _, stem = GROUP.rpartition(".")
-    for ext in _extensions(ROOT / group_dir.replace(".", "/") / f"{stem}__mypyc.py"):
-        ext.unlink()
     for package in {(ROOT / m).parent for m in MODULES}:
         (package / MANIFEST).unlink(missing_ok=True)
 
