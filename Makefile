@@ -59,7 +59,7 @@ bench: model
 example: model
 	PY=$(PY) docs/examples/price-performance/run.sh
 
-# The simulator against live load tests of the default fleet (~30 min, quiet machine).
+# The simulator against live load tests of the default fleet (~35 min, quiet machine).
 example-validation: model
 	PY=$(PY) docs/examples/simulator-validation/run.sh
 

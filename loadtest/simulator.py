@@ -22,10 +22,11 @@ replica with the fewest requests, as Ray Serve's power-of-two-choices does on av
 
 Backends that share a machine slow each other down. With an interference table
 (profiles/interference.py) a replica's work runs slower by the measured factor while its
-neighbours work (a decoding neighbour, which streams tokens, may cost more than a prefilling
-one): each op's progress is kept in undisturbed-machine milliseconds, and when a neighbour
-starts, stops or changes what it does, every running op on the node is re-timed from where it
-got to.
+neighbours work, by what they do (a decoding neighbour, which streams tokens, may cost more
+than a prefilling one) and how many requests each has in flight: each op's progress is kept in
+undisturbed-machine milliseconds, and when what a neighbour does or its requests in flight
+(up to the most the table measured) change, every running op on the node is re-timed from
+where it got to.
 """
 
 from __future__ import annotations
@@ -151,6 +152,9 @@ class Simulation:
         self._near = [tuple(c for c, o in enumerate(backends) if o.id in shared and c != b)
                       if spec.id in shared else () for b, spec in enumerate(backends)]
         self._ops = [[0, 0] for _ in backends]  # per backend: replicas prefilling, decoding
+        # What each backend's neighbours see it do (`_state`), as of its last event.
+        self._seen = [0] * len(backends)
+        self._levels = interference.max_streams if interference is not None else 1
         self._paces: dict[tuple[int, str, int], float] = {}
         self.events: list[tuple[float, int, int, int, int]] = []  # (t, order, backend, replica, version)
         self.order = 0
@@ -267,6 +271,8 @@ class Simulation:
         rep = chosen[b]
         rep.waiting.append(req)
         self._kick(t, b, rep)
+        if self._near[b]:
+            self._touch(t, b)
 
     # ------------------------------------------------------------------ engines
 
@@ -315,6 +321,8 @@ class Simulation:
                 rep.reserved -= reserved
                 self._finish(t, req, finish - start, pending)
         self._start_next(t, b, rep)
+        if self._near[b]:
+            self._touch(t, b)
 
     def _finish(self, t: float, req: _Req, decoded: int,
                 pending: list[tuple[float, int, Planned]]) -> None:
@@ -332,34 +340,56 @@ class Simulation:
         self._start_op(t, b, rep)
         if self._near[b] and was != rep.op:
             ops = self._ops[b]
-            before = _doing(ops)
             if was is not None:
                 ops[1 if was == "decode" else 0] -= 1
             if rep.op is not None:
                 ops[1 if rep.op == "decode" else 0] += 1
-            if _doing(ops) != before:
-                for c in self._near[b]:  # re-time the neighbours' work from where it got to
-                    for other in self.replicas[c]:
-                        if other.op is not None:
-                            self._repace(t, c, other)
+
+    def _state(self, b: int) -> int:
+        """What backend b's neighbours see it do: 0 idle, else prefilling (1..L) or decoding
+        (L+1..2L) with that many requests in flight, capped at L, the most the interference
+        table measured (a decoding replica streams tokens, which costs more)."""
+        doing = _doing(self._ops[b])
+        if not doing:
+            return 0
+        load = sum([rep.count() for rep in self.replicas[b]])
+        levels = self._levels
+        return (doing - 1) * levels + min(max(load, 1), levels)
+
+    def _touch(self, t: float, b: int) -> None:
+        """After an event on backend b: if what its neighbours see it do changed, re-time
+        their work from where it got to."""
+        state = self._state(b)
+        if state != self._seen[b]:
+            self._seen[b] = state
+            for c in self._near[b]:
+                for other in self.replicas[c]:
+                    if other.op is not None:
+                        self._repace(t, c, other)
 
     def _pace(self, b: int, kind: str) -> float:
         """Wall time per unit of work for backend b's `kind` op, given what its neighbours do."""
         near = self._near[b]
         if not near:
             return 1.0
+        levels = self._levels
         code = 0
         for c in near:
-            code = code * 3 + _doing(self._ops[c])
+            code = code * (2 * levels + 1) + self._seen[c]
         key = (b, kind, code)
         pace = self._paces.get(key)
         if pace is None:
             assert self.interference is not None
-            busy: dict[str, Kind] = {
-                self.backends[c].id: "decode" if _doing(self._ops[c]) == 2 else "prefill"
-                for c in near if _doing(self._ops[c])}
+            busy: dict[str, Kind] = {}
+            streams: dict[str, int] = {}
+            for c in near:
+                state = self._seen[c]
+                if state:
+                    name = self.backends[c].id
+                    busy[name] = "decode" if state > levels else "prefill"
+                    streams[name] = state - levels if state > levels else state
             pace = self._paces[key] = self.interference.factor(
-                self.backends[b].id, busy, "prefill" if kind == "prefill" else "decode")
+                self.backends[b].id, busy, "prefill" if kind == "prefill" else "decode", streams)
         return pace
 
     def _repace(self, t: float, b: int, rep: _Replica) -> None:

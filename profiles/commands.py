@@ -81,8 +81,9 @@ def register(sub: Any) -> None:
                               help="what they share, e.g. a host name (default: this host's name)")
     interference.add_argument("--repetitions", type=int, default=5,
                               help="idle/busy probe pairs per row (default 5)")
-    interference.add_argument("--background", type=int, default=2,
-                              help="requests each busy neighbour runs at once (default 2)")
+    interference.add_argument("--background", default="1,2", metavar="N,N,...",
+                              help="requests each busy neighbour keeps in flight, one row per "
+                                   "count; the simulator interpolates between them (default 1,2)")
     interference.add_argument("--max-set", type=int, default=2,
                               help="largest set of busy neighbours measured; larger sets are "
                                    "estimated from single neighbours (default 2)")
@@ -299,10 +300,16 @@ async def _interference(args: argparse.Namespace) -> int:
     from profiles.targets import HttpTarget
 
     names = [b for b in args.backends.split(",") if b]
+    try:
+        streams = sorted({int(n) for n in args.background.split(",") if n.strip()})
+    except ValueError:
+        streams = []
     for flag, value, low in (("--repetitions", args.repetitions, 1),
-                             ("--background", args.background, 1), ("--max-set", args.max_set, 1)):
+                             ("--background", min(streams, default=0), 1),
+                             ("--max-set", args.max_set, 1)):
         if value < low:
-            print(f"costroute profile interference: {flag} must be >= {low}, got {value}",
+            got = args.background if flag == "--background" else value
+            print(f"costroute profile interference: {flag} must be >= {low}, got {got}",
                   file=sys.stderr)
             return 2
     if len(set(names)) < 2 or len(set(names)) != len(names):
@@ -312,23 +319,23 @@ async def _interference(args: argparse.Namespace) -> int:
     vocab = read_manifest(resolve_model(args.tokenizer_model))["vocab_size"]
     targets = {b: HttpTarget(args.url, args.model, {"url": args.url, "pinned_backend": b},
                              {"x-costroute-pin-backend": b}) for b in names}
-    rows_total = 2 * sum(len(neighbour_sets(names, b, args.max_set)) for b in names)
+    rows_total = 2 * len(streams) * sum(len(neighbour_sets(names, b, args.max_set))
+                                        for b in names)
     started = time.monotonic()
     try:
         with tqdm(total=rows_total * args.repetitions, desc="interference", unit="pair",
                   file=sys.stderr) as bar:
             rows = await measure(targets, vocab, repetitions=args.repetitions,  # type: ignore[arg-type]
-                                 background=args.background, max_set=args.max_set,
+                                 streams=streams, max_set=args.max_set,
                                  progress=bar.update)
     finally:
         for t in targets.values():
             await t.aclose()
     table = make_table(args.node or socket.gethostname(), rows, _command_line(),
-                       repetitions=args.repetitions, background=args.background,
-                       elapsed_s=time.monotonic() - started)
+                       repetitions=args.repetitions, elapsed_s=time.monotonic() - started)
     table.save(Path(args.out))
     for r in rows:
-        print(f"{r.backend:20s} {'+'.join(r.busy) + ' ' + r.neighbour_op:46s} "
+        print(f"{r.backend:20s} {'+'.join(r.busy) + ' ' + r.neighbour_op:46s} x{r.streams} "
               f"prefill x{r.prefill:.2f}  decode x{r.decode:.2f}")
     print(f"wrote {args.out}", file=sys.stderr)
     return 0

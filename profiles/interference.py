@@ -13,10 +13,13 @@ correction.
 What one measurement is (`measure`): the probe backend's decode step (the median gap between
 the tokens of one request of 64 prompt tokens, 33 tokens out) and its prefill (TTFT of one
 request of 256 prompt tokens, max_tokens=1), alternately with the neighbours idle and with
-each neighbour busy with `background` streams of requests back to back: decoding (64 prompt
+each neighbour busy with `streams` requests at a time, back to back: decoding (64 prompt
 tokens, 128 out) or prefilling (512 prompt tokens, max_tokens=1). Factor = median busy / median
-idle. Neighbours without a row of their own (a set not measured, or doing different things) are
-estimated from the single neighbours' rows: 1 + sum(f - 1).
+idle. The factor grows with how busy the neighbours are (on our 2-core machine one stream costs
+~20-30% less than two), so each set is measured at several stream counts (`--background 1,2`)
+and looked up at the neighbours' requests in flight (interpolated between the measured counts,
+clamped at the ends). Neighbours without a row of their own (a set not measured, or doing
+different things) are estimated from the single neighbours' rows: 1 + sum(f - 1).
 
 The table is versioned JSON; `load_interference` names the field at fault.
 """
@@ -29,7 +32,7 @@ import itertools
 import json
 import math
 import statistics
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -39,7 +42,7 @@ import numpy as np
 from profiles.table import ProfileError, read_json, save_json
 from profiles.targets import Target
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2 added `streams` per row; version 1 tables still load
 Kind = Literal["prefill", "decode"]  # what a backend does: its own op, or its neighbours'
 KINDS: tuple[Kind, ...] = ("decode", "prefill")
 
@@ -52,6 +55,7 @@ class Slowdown:
     prefill: float  # prefill time with them busy / with them idle
     decode: float  # decode step likewise
     ms: dict[str, float] = field(default_factory=dict)  # the medians the factors came from
+    streams: int = 1  # requests each busy neighbour had in flight
 
 
 @dataclass(frozen=True)
@@ -63,31 +67,67 @@ class InterferenceTable:
     hardware: dict[str, Any]
     notes: dict[str, Any] = field(default_factory=dict)
     schema_version: int = SCHEMA_VERSION
+    # (backend, busy, neighbour op) -> [(streams, prefill, decode)], by streams
+    _index: dict[tuple[str, tuple[str, ...], str], list[tuple[int, float, float]]] = field(
+        init=False, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        index: dict[tuple[str, tuple[str, ...], str], list[tuple[int, float, float]]] = {}
+        for r in self.rows:
+            index.setdefault((r.backend, r.busy, r.neighbour_op), []).append(
+                (r.streams, r.prefill, r.decode))
+        for levels in index.values():
+            levels.sort()
+        object.__setattr__(self, "_index", index)
 
     @property
     def backends(self) -> tuple[str, ...]:
         return tuple(sorted({r.backend for r in self.rows} | {n for r in self.rows for n in r.busy}))
 
-    def factor(self, backend: str, busy: Mapping[str, Kind], kind: Kind) -> float:
+    @property
+    def max_streams(self) -> int:
+        """The most requests in flight a neighbour was measured with."""
+        return max(r.streams for r in self.rows)
+
+    def factor(self, backend: str, busy: Mapping[str, Kind], kind: Kind,
+               streams: Mapping[str, int] | None = None) -> float:
         """How much slower `backend`'s `kind` work runs while its neighbours do `busy`
-        (neighbour -> what it does)."""
+        (neighbour -> what it does), each with `streams[neighbour]` requests in flight
+        (default 1)."""
         others = {n: op for n, op in busy.items() if n != backend}
         if not others:
             return 1.0
-        rows = {(r.busy, r.neighbour_op): r for r in self.rows if r.backend == backend}
+        load = {n: (streams or {}).get(n, 1) for n in others}
         ops = set(others.values())
         if len(ops) == 1:
-            row = rows.get((tuple(sorted(others)), ops.pop()))
-            if row is not None:
-                return float(getattr(row, kind))
-        return 1.0 + sum(max(getattr(rows[(n,), op], kind) - 1.0, 0.0)
-                         for n, op in others.items() if ((n,), op) in rows)
+            levels = self._index.get((backend, tuple(sorted(others)), next(iter(ops))))
+            if levels is not None:
+                return _at(levels, sum(load.values()) / len(load), kind)
+        return 1.0 + sum(max(_at(self._index[(backend, (n,), op)], load[n], kind) - 1.0, 0.0)
+                         for n, op in others.items() if (backend, (n,), op) in self._index)
+
+    def to_dict(self) -> dict[str, Any]:
+        out = asdict(self)
+        out.pop("_index")
+        return out
 
     def to_json(self) -> str:
-        return json.dumps(asdict(self), indent=2) + "\n"
+        return json.dumps(self.to_dict(), indent=2) + "\n"
 
     def save(self, path: Path) -> None:
         save_json(path, self.to_json())
+
+
+def _at(levels: list[tuple[int, float, float]], streams: float, kind: Kind) -> float:
+    """The factor at `streams` neighbour requests in flight: linear between the measured
+    stream counts, the nearest one outside them."""
+    col = 1 if kind == "prefill" else 2
+    if streams <= levels[0][0]:
+        return levels[0][col]
+    for lo, hi in zip(levels, levels[1:]):
+        if streams <= hi[0]:
+            return lo[col] + (hi[col] - lo[col]) * (streams - lo[0]) / (hi[0] - lo[0])
+    return levels[-1][col]
 
 
 def load_interference(path: str | Path) -> InterferenceTable:
@@ -98,15 +138,19 @@ def load_interference(path: str | Path) -> InterferenceTable:
 def parse_interference(raw: Any, where: str = "interference table") -> InterferenceTable:
     if not isinstance(raw, dict):
         raise ProfileError(f"{where}: an interference table is a JSON object", "")
-    if raw.get("schema_version") != SCHEMA_VERSION:
-        raise ProfileError(f"{where}: schema_version {raw.get('schema_version')!r} is not "
-                           f"supported (this costroute reads {SCHEMA_VERSION})", "schema_version")
+    version = raw.get("schema_version")
+    if version not in (1, SCHEMA_VERSION):
+        raise ProfileError(f"{where}: schema_version {version!r} is not supported (this "
+                           f"costroute reads 1 and {SCHEMA_VERSION})", "schema_version")
     for name in ("node", "created", "command"):
         if not isinstance(raw.get(name), str) or not raw[name]:
             raise ProfileError(f"{where}: {name} must be a non-empty string", name)
     rows_raw = raw.get("rows")
     if not isinstance(rows_raw, list) or not rows_raw:
         raise ProfileError(f"{where}: rows must be a non-empty list", "rows")
+    notes = dict(raw.get("notes") or {})
+    # Version 1 measured one stream count for every row, named in the notes (2 by default).
+    v1_streams = notes.get("background_streams_per_neighbour", 2) if version == 1 else 1
     rows, seen = [], set()
     for i, r in enumerate(rows_raw):
         name = f"rows[{i}]"
@@ -127,16 +171,20 @@ def parse_interference(raw: Any, where: str = "interference table") -> Interfere
                     or v <= 0:
                 raise ProfileError(f"{where}: {name}.{kind} must be a positive number, got {v!r}",
                                    f"{name}.{kind}")
-        key = (r["backend"], tuple(sorted(busy)), r["neighbour_op"])
+        streams = r.get("streams", v1_streams) if isinstance(r, dict) else None
+        if not isinstance(streams, int) or isinstance(streams, bool) or streams < 1:
+            raise ProfileError(f"{where}: {name}.streams must be an integer >= 1, got "
+                               f"{streams!r}", f"{name}.streams")
+        key = (r["backend"], tuple(sorted(busy)), r["neighbour_op"], streams)
         if key in seen:
             raise ProfileError(f"{where}: {name} repeats backend {key[0]!r} with busy "
-                               f"{list(key[1])} {key[2]}", f"{name}.busy")
+                               f"{list(key[1])} {key[2]} at {streams} streams", f"{name}.busy")
         seen.add(key)
         rows.append(Slowdown(r["backend"], key[1], r["neighbour_op"], float(r["prefill"]),
-                             float(r["decode"]), dict(r.get("ms") or {})))
+                             float(r["decode"]), dict(r.get("ms") or {}), streams))
     return InterferenceTable(node=raw["node"], rows=tuple(rows), created=raw["created"],
                              command=raw["command"], hardware=dict(raw.get("hardware") or {}),
-                             notes=dict(raw.get("notes") or {}))
+                             notes=notes)
 
 
 # ---------------------------------------------------------------------------- measurement
@@ -155,10 +203,11 @@ def neighbour_sets(backends: list[str], backend: str, max_size: int) -> list[tup
 
 
 async def measure(targets: dict[str, Target], vocab_size: int, *, repetitions: int = 5,
-                  background: int = 2, max_set: int = 2, seed: int = 0,
+                  streams: Sequence[int] = (1, 2), max_set: int = 2, seed: int = 0,
                   progress: Callable[[int], None] = lambda n: None) -> list[Slowdown]:
-    """One row per backend, set of busy neighbours (up to `max_set` of them) and what they do,
-    each from `repetitions` idle/busy pairs of probes."""
+    """One row per backend, set of busy neighbours (up to `max_set` of them), what they do and
+    how many requests each keeps in flight (`streams`), each from `repetitions` idle/busy
+    pairs of probes."""
     from profiles.profiler import _decode_gap, prompt_ids
 
     rng = np.random.default_rng(seed)
@@ -172,41 +221,60 @@ async def measure(targets: dict[str, Target], vocab_size: int, *, repetitions: i
                 raise RuntimeError(f"the backend failed during profiling: {timing.error}")
         return _decode_gap([d]), p.token_times[0] - p.sent
 
-    async def keep_busy(t: Target, op: Kind, stop: asyncio.Event, started: asyncio.Event) -> None:
+    async def keep_busy(t: Target, op: Kind, stop: asyncio.Event,
+                        started: Callable[[], None]) -> None:
         prompt, tokens = BACKGROUND[op]
+        first = True
         while not stop.is_set():
-            timing = await t.run(prompt_ids(rng, prompt, vocab_size), tokens,
-                                 lambda n: started.set())
+            def on_tokens(n: int) -> None:
+                nonlocal first
+                if first:
+                    first = False
+                    started()
+            timing = await t.run(prompt_ids(rng, prompt, vocab_size), tokens, on_tokens)
             if timing.error:
                 raise RuntimeError(f"a busy neighbour failed during profiling: {timing.error}")
+
+    async def probe_busy(backend: str, busy: tuple[str, ...], op: Kind,
+                         n: int) -> tuple[float, float]:
+        """The probe while each of `busy` runs `n` requests at a time."""
+        stop, all_started = asyncio.Event(), asyncio.Event()
+        waiting_for = len(busy) * n  # streams yet to see their first token
+
+        def started() -> None:
+            nonlocal waiting_for
+            waiting_for -= 1
+            if not waiting_for:
+                all_started.set()
+
+        workers = [asyncio.create_task(keep_busy(targets[nb], op, stop, started))
+                   for nb in busy for _ in range(n)]
+        ready = asyncio.ensure_future(all_started.wait())
+        watched: list[asyncio.Future[Any]] = [ready, *workers]
+        await asyncio.wait(watched, timeout=60, return_when=asyncio.FIRST_COMPLETED)
+        if not ready.done():  # a neighbour failed (or never answered): stop them all
+            stop.set()
+            ready.cancel()
+            for w in workers:
+                w.cancel()
+            failed = [w.exception() for w in workers if w.done() and not w.cancelled()]
+            raise RuntimeError(f"busy neighbours {list(busy)} did not start: "
+                               f"{failed[0] if failed else 'no token in 60 s'}")
+        result = await probe(targets[backend])
+        stop.set()
+        await asyncio.gather(*workers)
+        return result
 
     rows = []
     for backend in names:
         await probe(targets[backend])  # warm the path
-        for busy, op in [(b, op) for b in neighbour_sets(names, backend, max_set) for op in KINDS]:
+        for busy, op, n in [(b, op, n) for b in neighbour_sets(names, backend, max_set)
+                            for op in KINDS for n in streams]:
             idle: list[tuple[float, float]] = []
             loaded: list[tuple[float, float]] = []
             for _ in range(repetitions):
                 idle.append(await probe(targets[backend]))
-                stop = asyncio.Event()
-                flags = [asyncio.Event() for _ in busy for _ in range(background)]
-                workers = [asyncio.create_task(keep_busy(targets[n], op, stop,
-                                                         flags[i * background + j]))
-                           for i, n in enumerate(busy) for j in range(background)]
-                ready = asyncio.ensure_future(asyncio.gather(*(f.wait() for f in flags)))
-                watched: list[asyncio.Future[Any]] = [ready, *workers]
-                await asyncio.wait(watched, timeout=60, return_when=asyncio.FIRST_COMPLETED)
-                if not ready.done():  # a neighbour failed (or never answered): stop them all
-                    stop.set()
-                    ready.cancel()
-                    for w in workers:
-                        w.cancel()
-                    failed = [w.exception() for w in workers if w.done() and not w.cancelled()]
-                    raise RuntimeError(f"busy neighbours {list(busy)} did not start: "
-                                       f"{failed[0] if failed else 'no token in 60 s'}")
-                loaded.append(await probe(targets[backend]))
-                stop.set()
-                await asyncio.gather(*workers)
+                loaded.append(await probe_busy(backend, busy, op, n))
                 progress(1)
             ms = {"decode_idle": statistics.median(d for d, _ in idle) * 1e3,
                   "decode_busy": statistics.median(d for d, _ in loaded) * 1e3,
@@ -214,19 +282,19 @@ async def measure(targets: dict[str, Target], vocab_size: int, *, repetitions: i
                   "prefill_busy": statistics.median(p for _, p in loaded) * 1e3}
             rows.append(Slowdown(backend, busy, op, round(ms["prefill_busy"] / ms["prefill_idle"], 4),
                                  round(ms["decode_busy"] / ms["decode_idle"], 4),
-                                 {k: round(v, 3) for k, v in ms.items()}))
+                                 {k: round(v, 3) for k, v in ms.items()}, n))
     return rows
 
 
 def make_table(node: str, rows: list[Slowdown], command: str, *, repetitions: int,
-               background: int, elapsed_s: float) -> InterferenceTable:
+               elapsed_s: float) -> InterferenceTable:
     from profiles.profiler import hardware_description
 
     return InterferenceTable(
         node=node, rows=tuple(rows),
         created=dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
         command=command, hardware=hardware_description(),
-        notes={"repetitions": repetitions, "background_streams_per_neighbour": background,
+        notes={"repetitions": repetitions,
                "probe": {"decode_prompt_tokens": PROBE_DECODE_PROMPT,
                          "decode_tokens": PROBE_DECODE_TOKENS,
                          "prefill_prompt_tokens": PROBE_PREFILL_PROMPT},

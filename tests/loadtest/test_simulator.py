@@ -123,6 +123,25 @@ def test_backends_that_share_a_machine_slow_each_other_down() -> None:
         == [r.to_json() for r in simulate(other, policy, spec)]
 
 
+def test_interference_grows_with_the_neighbours_requests_in_flight() -> None:
+    # One sequence at a time. Round robin: a gets requests 0 and 2, b request 1, all at ~0.
+    # a (not slowed): prefill [0, 1], decode [1, 21] with 2 in flight, prefill [21, 22] and
+    # decode [22, 42] with 1. b's 10 ms of decode from t=1 runs at the factor for a's load.
+    backends = [flat(bid="a"), SimBackend("b", flat(step_ms=1.0, bid="b").model, 1.0)]
+    spec = workload(arrival={"process": "constant", "rate_rps": 1e6}, num_requests=3)
+
+    def b_e2e(*levels: tuple[int, float]) -> float:
+        table = InterferenceTable("node", tuple(Slowdown("b", ("a",), "decode", 1.0, f, {}, n)
+                                                for n, f in levels), "now", "tests", {})
+        records = simulate(backends, make_policy("round-robin"), spec, interference=table)
+        return next(r.e2e_ms for r in records if r.headers["x-costroute-backend"] == "b") or 0
+
+    # x3 while a has 2 in flight: 20/3 ms of work by t=21, 1 ms alone, 7/3 at x1.5
+    assert b_e2e((1, 1.5), (2, 3.0)) == pytest.approx(21 + 1 + 3.5, abs=0.01)
+    assert b_e2e((1, 1.5)) == pytest.approx(1 + 15.0, abs=0.01)  # one count measured: used for all
+    assert b_e2e((2, 3.0)) == pytest.approx(21 + 1 + 7.0, abs=0.01)
+
+
 def test_a_bigger_batch_decodes_slower_per_step() -> None:
     model = LatencyModel(synthetic_profile(max_num_seqs=8))
     one = simulate([SimBackend("a", model, 1.0)], make_policy("round-robin"),

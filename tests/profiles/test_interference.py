@@ -43,6 +43,34 @@ def test_factor_reads_the_measured_row_or_adds_single_neighbours() -> None:
     assert t.backends == ("a", "b", "c")
 
 
+def test_factor_follows_the_neighbours_requests_in_flight() -> None:
+    t = table(Slowdown("a", ("b",), "decode", 1.4, 1.5, {}, 1),
+              Slowdown("a", ("b",), "decode", 2.0, 2.5, {}, 3),
+              Slowdown("a", ("c",), "decode", 1.2, 1.2, {}, 1),
+              Slowdown("a", ("b", "c"), "decode", 2.0, 2.0, {}, 1),
+              Slowdown("a", ("b", "c"), "decode", 3.0, 3.0, {}, 2))
+    assert t.max_streams == 3
+    assert t.factor("a", {"b": "decode"}, "decode") == 1.5  # one request in flight by default
+    assert t.factor("a", {"b": "decode"}, "decode", {"b": 2}) == pytest.approx(2.0)  # between
+    assert t.factor("a", {"b": "decode"}, "prefill", {"b": 9}) == 2.0  # the most measured
+    # a measured set: at the neighbours' mean load
+    assert t.factor("a", {"b": "decode", "c": "decode"}, "decode", {"b": 1, "c": 2}) == \
+        pytest.approx(2.5)
+    # no row for this mix: each single neighbour's row at its own load
+    assert t.factor("a", {"b": "decode", "c": "prefill"}, "decode", {"b": 3}) == \
+        pytest.approx(2.5)
+
+
+def test_a_version_1_table_took_its_stream_count_from_the_notes() -> None:
+    raw = json.loads(table(Slowdown("a", ("b",), "decode", 1.5, 2.0)).to_json())
+    raw["schema_version"] = 1
+    del raw["rows"][0]["streams"]
+    raw["notes"] = {"background_streams_per_neighbour": 2}
+    assert parse_interference(raw).rows[0].streams == 2
+    raw["notes"] = {}
+    assert parse_interference(raw).rows[0].streams == 2  # version 1's default
+
+
 def test_round_trip(tmp_path: Path) -> None:
     t = table(Slowdown("a", ("b",), "decode", 1.5, 2.0, {"decode_idle": 4.0, "decode_busy": 8.0}),
               Slowdown("a", ("b",), "prefill", 1.2, 1.1))
@@ -55,6 +83,7 @@ def test_round_trip(tmp_path: Path) -> None:
     (lambda r: r["rows"][0].update(busy=["a"]), "rows[0].busy"),
     (lambda r: r["rows"].append(dict(r["rows"][0])), "rows[1].busy"),
     (lambda r: r["rows"][0].update(neighbour_op="idle"), "rows[0].neighbour_op"),
+    (lambda r: r["rows"][0].update(streams=0), "rows[0].streams"),
     (lambda r: r.update(node=""), "node"),
     (lambda r: r.update(schema_version=9), "schema_version"),
 ])
@@ -73,15 +102,15 @@ def test_neighbour_sets() -> None:
 
 class _Machine:
     """Backends on one fake machine: a token takes 2 ms and a prefill 4 ms, times 1 + 1 for
-    each OTHER backend decoding (streaming more than one token) + 0.5 for each prefilling
-    (whole milliseconds: asyncio's sleeps on epoll round up to the millisecond)."""
+    each request of another backend decoding (streaming more than one token) + 0.5 for each
+    prefilling (whole milliseconds: asyncio's sleeps on epoll round up to the millisecond)."""
 
     def __init__(self) -> None:
         self.in_flight: dict[str, list[int]] = {}  # backend -> max_tokens of its requests
 
     def pace(self, me: str) -> float:
-        return 1 + sum((1.0 if max(n) > 1 else 0.5) for b, n in self.in_flight.items()
-                       if n and b != me)
+        return 1 + sum((1.0 if t > 1 else 0.5) for b, n in self.in_flight.items() if b != me
+                       for t in n)
 
 
 class _Backend:
@@ -111,12 +140,12 @@ class _Backend:
 def test_measure_compares_each_backend_alone_and_with_busy_neighbours() -> None:
     machine = _Machine()
     targets = {n: _Backend(machine, n) for n in ("a", "b")}
-    rows = asyncio.run(measure(targets, 512, repetitions=2, background=1))  # type: ignore[arg-type]
-    by = {(r.backend, r.busy, r.neighbour_op): r for r in rows}
-    assert list(by) == [("a", ("b",), "decode"), ("a", ("b",), "prefill"),
-                        ("b", ("a",), "decode"), ("b", ("a",), "prefill")]
-    for (_, _, op), r in by.items():  # asyncio sleeps run a little late: loose bounds
-        expected = 2.0 if op == "decode" else 1.5
+    rows = asyncio.run(measure(targets, 512, repetitions=2, streams=(1, 2)))  # type: ignore[arg-type]
+    by = {(r.backend, r.busy, r.neighbour_op, r.streams): r for r in rows}
+    assert list(by) == [("a", ("b",), op, n) for op in ("decode", "prefill") for n in (1, 2)] + \
+        [("b", ("a",), op, n) for op in ("decode", "prefill") for n in (1, 2)]
+    for (_, _, op, n), r in by.items():  # asyncio sleeps run a little late: loose bounds
+        expected = 1 + n * (1.0 if op == "decode" else 0.5)
         assert expected - 0.25 < r.decode < expected + 0.25
         assert expected - 0.25 < r.prefill < expected + 0.25
     assert not any(machine.in_flight.values())  # every background stream ended
@@ -131,4 +160,4 @@ def test_a_neighbour_that_fails_stops_the_measurement_with_its_error() -> None:
     machine = _Machine()
     targets = {"a": _Backend(machine, "a"), "b": _Failing(machine, "b")}
     with pytest.raises(RuntimeError, match="HTTP 503"):
-        asyncio.run(measure(targets, 512, repetitions=1, background=1))  # type: ignore[arg-type]
+        asyncio.run(measure(targets, 512, repetitions=1, streams=(1,)))  # type: ignore[arg-type]

@@ -3,16 +3,17 @@
 #  1. Profile each backend THROUGH THE SERVING PATH: `costroute serve --backend ID`, then
 #     `costroute profile measure --url` (HTTP, Ray Serve proxy -> ingress -> replica), so the
 #     tables include what a client sees, not only the engine (profiles/served/).
-#  2. Live: `costroute serve` (the whole fleet); each backend profiled again through the running
-#     fleet, pinned with x-costroute-pin-backend (profiles/in-fleet/); then two 60-second load
-#     tests of the mixed chat/document workload, at 1.5 and 3 req/s (live-*/).
-#     Then how much the backends, which share this machine's cores, slow each other down:
-#     `costroute profile interference` (profiles/interference.json).
+#  2. Live: `costroute serve` (the whole fleet); how much the backends, which share this
+#     machine's cores, slow each other down, with each busy neighbour keeping 1 and 2 requests
+#     in flight: `costroute profile interference` (profiles/interference.json); each backend
+#     profiled again through the running fleet, pinned with x-costroute-pin-backend
+#     (profiles/in-fleet/); then two 60-second load tests of the mixed chat/document workload,
+#     at 1.5 and 3 req/s (live-*/).
 #  3. `costroute simulate --against` each live run, once with the fleet's own (in-process)
 #     tables, the served tables, the in-fleet tables, and the in-fleet tables with the
 #     interference table (sim-*/validation.md).
 #
-#   docs/examples/simulator-validation/run.sh          (~30 min on a 2-core machine)
+#   docs/examples/simulator-validation/run.sh          (~35 min on a 2-core machine)
 set -euo pipefail
 cd "$(dirname "$0")/../../.."
 OUT=${OUT:-docs/examples/simulator-validation}
@@ -39,16 +40,16 @@ done
 WORKLOAD=(--mix chat-doc --slo-mix interactive=0.3,standard=0.5,batch=0.2 --seed 7
           --duration 60 --warmup 5 --no-progress)
 serve fleet
-mkdir -p "$OUT/profiles/in-fleet"
+"${CR[@]}" profile interference --url "http://127.0.0.1:$PORT" --model costroute-llama-tiny \
+    --backends cpu-vllm,cpu-onnxruntime,cpu-onnxruntime-1t --node "2-core VM" --background 1,2 \
+    --out "$OUT/profiles/interference.json"
+mkdir -p "$OUT/profiles/in-fleet"  # last before the live runs: this machine's speed drifts
 for b in cpu-vllm cpu-onnxruntime cpu-onnxruntime-1t; do  # each pinned, the others up
   "${CR[@]}" profile measure --url "http://127.0.0.1:$PORT" --model costroute-llama-tiny \
       --pin-backend "$b" --backend-id "$b" --accelerator cpu --quick --idle-ms 500 \
       --out "$OUT/profiles/in-fleet/$b.json" \
       --max-num-seqs "$(capacity "$b" max_num_seqs)" --kv-tokens "$(capacity "$b" kv_tokens)"
 done
-"${CR[@]}" profile interference --url "http://127.0.0.1:$PORT" --model costroute-llama-tiny \
-    --backends cpu-vllm,cpu-onnxruntime,cpu-onnxruntime-1t --node "2-core VM" \
-    --out "$OUT/profiles/interference.json"
 for rate in 1.5 3; do
   rm -rf "$OUT/live-$rate"
   "${CR[@]}" loadtest run --url "http://127.0.0.1:$PORT" --fleet deploy/local.yaml \
