@@ -25,10 +25,25 @@ class Grid2D:
     values: tuple[tuple[float, ...], ...]
     _memo: dict[tuple[float, float], tuple[float, bool]] = field(
         default_factory=dict, compare=False, repr=False)
+    _memo1: dict[float, tuple[float, bool]] = field(  # x == 1, keyed by y alone
+        default_factory=dict, compare=False, repr=False)
 
-    def __call__(self, x: float, y: float) -> tuple[float, bool]:
-        """The value at (x, y) and whether it lies outside the measured grid. Memoised:
-        the router and the simulator ask for the same few points again and again."""
+    def at(self, x: float, y: float) -> tuple[float, bool]:
+        """The value at (x, y) and whether it lies outside the measured grid. A named method,
+        not __call__: compiled callers (profiles/compiled.py) call it natively, without
+        boxing the arguments and the result. Memoised:
+        the router and the simulator ask for the same few points again and again, most of
+        them at x = 1 (a batch of one), which has a memo keyed by y alone (no key tuple to
+        build, hash and compare)."""
+        if x == 1.0:
+            hit = self._memo1.get(y)
+            if hit is not None:
+                return hit
+            if len(self._memo1) >= _MEMO_SIZE:
+                self._memo1.clear()
+            result = self._compute(x, y)
+            self._memo1[y] = result
+            return result
         hit = self._memo.get((x, y))
         if hit is not None:
             return hit

@@ -109,18 +109,18 @@ class LatencyModel:
         self.kv_tokens = profile.capacity["kv_tokens"]
 
     def prefill_ms(self, batch: int, prompt_tokens: float) -> tuple[float, bool]:
-        return self._prefill(batch, prompt_tokens)
+        return self._prefill.at(batch, prompt_tokens)
 
     def decode_step_ms(self, batch: int, context_tokens: float) -> tuple[float, bool]:
-        return self._decode(batch, context_tokens)
+        return self._decode.at(batch, context_tokens)
 
     def join_extra_ms(self, running: int, prompt_tokens: float) -> tuple[float, bool]:
         """What joining `running` decoding sequences adds to a prefill run of this prompt
         length (0 without a join surface or with nothing running)."""
         if self._join is None or running <= 0:
             return 0.0, False
-        joined, extrapolated = self._join(running, prompt_tokens)
-        alone, _ = self._prefill(1, prompt_tokens)
+        joined, extrapolated = self._join.at(running, prompt_tokens)
+        alone, _ = self._prefill.at(1, prompt_tokens)
         return max(joined - alone, 0.0), extrapolated
 
     def predict(
@@ -133,14 +133,14 @@ class LatencyModel:
             # Nothing runs or waits (most backends, most of the time, under a router that
             # concentrates load): the walk's answer in closed form, with the same arithmetic:
             # its prefill alone, then its own decode steps at batch 1.
-            ttft, extrapolated = self._prefill(1, prompt)
+            ttft, extrapolated = self._prefill.at(1, prompt)
             stretch, ex = self._stretch(load)
             extrapolated |= ex
             queue = delay = 0.0
             e2e = replica = ttft
             if out > 1:
                 n = out - 1
-                step, ex = self._decode(1, prompt + n / 2)
+                step, ex = self._decode.at(1, prompt + n / 2)
                 extrapolated |= ex
                 step *= stretch
                 e2e = replica = ttft + n * step
@@ -157,7 +157,7 @@ class LatencyModel:
         taking prefill(1, mean prompt), decoding runs 1 - rho of the time (rho capped at 0.9)."""
         if load.arrival_rate_per_s <= 0 or load.mean_prompt_tokens <= 0:
             return 1.0, False
-        prefill, extrapolated = self._prefill(1, load.mean_prompt_tokens)
+        prefill, extrapolated = self._prefill.at(1, load.mean_prompt_tokens)
         rho = min(load.arrival_rate_per_s * prefill / 1e3, 0.9)
         return 1.0 / (1.0 - rho), extrapolated
 
@@ -190,7 +190,7 @@ def _walk(m: LatencyModel, load: BackendLoad,
     t = ttft = queue_ms = replica = delay = 0.0
     queue.append((target, True))
     if heap:  # the step in flight: on average half of it remains
-        ms, ex = decode(len(heap), context_sum / len(heap))
+        ms, ex = decode.at(len(heap), context_sum / len(heap))
         extrapolated |= ex
         t += 0.5 * ms
     while True:
@@ -208,7 +208,7 @@ def _walk(m: LatencyModel, load: BackendLoad,
                 held += need
             if group:
                 longest = max(s.prompt_tokens for s, _ in group)
-                ms, ex = prefill(len(group), longest)
+                ms, ex = prefill.at(len(group), longest)
                 extrapolated |= ex
                 extra, ex = m.join_extra_ms(running, longest)
                 ms += extra
@@ -235,13 +235,13 @@ def _walk(m: LatencyModel, load: BackendLoad,
         batch = len(heap)
         n = heap[0][0] - step_no
         mid_context = (context_sum + batch * n / 2) / batch
-        ms, ex = decode(batch, mid_context)
+        ms, ex = decode.at(batch, mid_context)
         extrapolated |= ex
         step = ms * stretch
         if target_running:
             replica += n * step / batch
             if batch > 1:
-                ms, ex = decode(batch - 1, mid_context)
+                ms, ex = decode.at(batch - 1, mid_context)
                 extrapolated |= ex
                 delay += n * max(step - ms * stretch, 0.0) * (batch - 1)
         t += n * step

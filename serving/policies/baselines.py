@@ -1,5 +1,6 @@
 """Baseline policies, for comparison: they ignore the SLO when choosing (but still flag a
-predicted miss). Each ranks the healthy backends and takes the first."""
+predicted miss). Each ranks the healthy backends and takes the first; round robin takes
+the next in turn."""
 
 from __future__ import annotations
 
@@ -30,14 +31,15 @@ class _Ranking(Policy):
         return decide(chosen, candidates, self.reason)
 
 
-class RoundRobinPolicy(_Ranking):
+class RoundRobinPolicy(Policy):
     name = "round-robin"
     description = "each healthy backend in turn"
-    reason = "round robin"
 
-    def key(self, c: Candidate, ctx: RoutingContext, index: int) -> Any:
-        n = sum(b.healthy for b in ctx.backends)
-        return (index - ctx.sequence) % n
+    def choose(self, ctx: RoutingContext) -> Decision:
+        candidates = evaluate(ctx)
+        if not candidates:
+            return no_backend(ctx, "no healthy backend")
+        return decide(candidates[ctx.sequence % len(candidates)], candidates, "round robin")
 
 
 class LeastLoadedPolicy(_Ranking):

@@ -6,23 +6,31 @@ GRID = Grid2D((1.0, 2.0, 4.0), (10.0, 20.0), ((1.0, 2.0), (3.0, 4.0), (5.0, 8.0)
 
 
 def test_exact_points_and_bilinear_inside() -> None:
-    assert GRID(2, 20) == (4.0, False)
-    value, outside = GRID(1.5, 15)
+    assert GRID.at(2, 20) == (4.0, False)
+    value, outside = GRID.at(1.5, 15)
     assert value == pytest.approx(2.5) and not outside
 
 
 def test_above_the_grid_extends_the_last_slope_and_flags() -> None:
-    value, outside = GRID(8, 20)  # slope 4/2 per unit of x between x=2 and x=4 at y=20
+    value, outside = GRID.at(8, 20)  # slope 4/2 per unit of x between x=2 and x=4 at y=20
     assert outside and value == pytest.approx(16.0)
-    value, outside = GRID(4, 40)  # along y: slope (8-5)/10 per token, 20 tokens past the edge
+    value, outside = GRID.at(4, 40)  # along y: slope (8-5)/10 per token, 20 tokens past the edge
     assert outside and value == pytest.approx(14.0)
 
 
 def test_below_the_grid_clamps_to_the_edge() -> None:
-    assert GRID(0.5, 5) == (1.0, True)
+    assert GRID.at(0.5, 5) == (1.0, True)
 
 
 def test_a_falling_slope_never_goes_below_the_edge() -> None:
     noisy = Grid2D((1.0, 2.0), (10.0,), ((5.0,), (4.0,)))
-    value, outside = noisy(10, 10)
+    value, outside = noisy.at(10, 10)
     assert outside and value == pytest.approx(4.0)
+
+
+def test_the_batch_of_one_memo_answers_as_the_grid_does() -> None:
+    grid = Grid2D((1.0, 2.0), (10.0, 20.0), ((1.0, 2.0), (3.0, 4.0)))
+    for _ in range(2):  # computed, then memoised
+        assert grid.at(1, 15) == (1.5, False)
+        assert grid.at(1.0, 30) == (3.0, True)
+        assert grid.at(2, 15) == (3.5, False)
