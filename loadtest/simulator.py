@@ -26,7 +26,11 @@ neighbours work, by what they do (a decoding neighbour, which streams tokens, ma
 than a prefilling one) and how many requests each has in flight: each op's progress is kept in
 undisturbed-machine milliseconds, and when what a neighbour does or its requests in flight
 (up to the most the table measured) change, every running op on the node is re-timed from
-where it got to.
+where it got to. The factors were measured on a lone request, so they slow the part of an op
+that a lone request would take (prefill(group, prompt); a decode step of one sequence). The
+rest, what joining a running batch adds to a prefill and what b sequences add to a step,
+is the backend's own contention for the same cores, measured in its profile, and is not
+slowed again: pace = 1 + (factor - 1) x that part / the op's time.
 """
 
 from __future__ import annotations
@@ -100,6 +104,7 @@ class _Replica:
         self.work_ms = 0.0  # the op's work, in milliseconds of an undisturbed machine
         self.done_ms = 0.0  # of which done by op_t0
         self.pace = 1.0  # wall milliseconds per work millisecond (neighbours' interference)
+        self.share = 1.0  # of the op's work, the part the neighbours slow (a lone request's)
         self.step_ms = 0.0  # decode phase: time per step
         self.phase_steps = 0  # decode phase: steps planned
         self.version = 0  # bumps invalidate scheduled events
@@ -392,9 +397,14 @@ class Simulation:
                 self.backends[b].id, busy, "prefill" if kind == "prefill" else "decode", streams)
         return pace
 
-    def _repace(self, t: float, b: int, rep: _Replica) -> None:
+    def _op_pace(self, b: int, rep: _Replica) -> float:
+        """The pace of rep's op: the table's factor slows the op's `share`, the part a lone
+        request would take; the rest comes from the backend's own concurrency."""
         assert rep.op is not None
-        pace = self._pace(b, rep.op)
+        return 1.0 + (self._pace(b, rep.op) - 1.0) * rep.share
+
+    def _repace(self, t: float, b: int, rep: _Replica) -> None:
+        pace = self._op_pace(b, rep)
         if pace != rep.pace:
             rep.done_ms = rep.progress_ms(t)
             rep.op_t0, rep.pace = t, pace
@@ -411,9 +421,11 @@ class Simulation:
         if group:
             longest = max(r.plan.prompt_tokens for r in group)
             ms, _ = rep.m.prefill_ms(len(group), longest)
-            ms += rep.m.join_extra_ms(len(rep.heap), longest)[0]  # joining a running batch
-            pace = self._pace(b, "prefill")
+            extra = rep.m.join_extra_ms(len(rep.heap), longest)[0]  # joining a running batch
             rep.op, rep.op_t0, rep.prefilling = "prefill", t, group
+            rep.share = ms / (ms + extra) if extra > 0 else 1.0
+            ms += extra
+            pace = self._op_pace(b, rep)
             rep.work_ms, rep.done_ms, rep.pace = ms, 0.0, pace
             rep.op_end = t + ms * pace / 1e3
             self._schedule(rep.op_end, b, rep)
@@ -429,8 +441,11 @@ class Simulation:
         n = rep.heap[0][0] - rep.step
         mid = (rep.context_sum + batch * n / 2) / batch
         step_ms, _ = rep.m.decode_step_ms(batch, mid)
-        pace = self._pace(b, "decode")
         rep.op, rep.op_t0, rep.step_ms, rep.phase_steps = "decode", t, step_ms, n
+        rep.share = 1.0
+        if batch > 1 and self._near[b]:
+            rep.share = min(rep.m.decode_step_ms(1, mid)[0] / step_ms, 1.0) if step_ms > 0 else 1.0
+        pace = self._op_pace(b, rep)
         rep.work_ms, rep.done_ms, rep.pace = n * step_ms, 0.0, pace
         rep.op_end = t + rep.work_ms * pace / 1e3
         self._schedule(rep.op_end, b, rep)

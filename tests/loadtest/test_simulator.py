@@ -142,6 +142,25 @@ def test_interference_grows_with_the_neighbours_requests_in_flight() -> None:
     assert b_e2e((2, 3.0)) == pytest.approx(21 + 1 + 7.0, abs=0.01)
 
 
+def test_interference_slows_the_part_of_a_step_a_lone_request_would_take() -> None:
+    # Round robin at ~0: a (one sequence at a time, not slowed) gets requests 0 and 2 and
+    # decodes in [1, 21] and [22, 42], prefilling in between; b gets 1 and 3, prefills them
+    # in [0, 1] and [1, 2], then decodes both: 10 steps of 4 ms (3 ms for one sequence).
+    # While a decodes, b's steps run at 1 + (2 - 1) x 3/4 = 1.75: 19/1.75 ms of work by 21,
+    # 1 ms alone, 20/1.75 by 42, and the rest of the 40 ms alone.
+    b_model = LatencyModel(synthetic_profile(prefill_ms_per_token=0.0, step_base_ms=2.0,
+                                             step_per_seq_ms=1.0, step_per_kctx_ms=0.0,
+                                             max_num_seqs=4, backend_id="b"))
+    backends = [flat(bid="a"), SimBackend("b", b_model, 1.0)]
+    table = InterferenceTable("node", (Slowdown("b", ("a",), "decode", 1.0, 2.0),), "now",
+                              "tests", {})
+    spec = workload(arrival={"process": "constant", "rate_rps": 1e6}, num_requests=4)
+    records = simulate(backends, make_policy("round-robin"), spec, interference=table)
+    b_done = [r.e2e_ms for r in records if r.headers["x-costroute-backend"] == "b"]
+    alone = 40 - 19 / 1.75 - 1 - 20 / 1.75
+    assert b_done == [pytest.approx(42 + alone, abs=0.01)] * 2
+
+
 def test_a_bigger_batch_decodes_slower_per_step() -> None:
     model = LatencyModel(synthetic_profile(max_num_seqs=8))
     one = simulate([SimBackend("a", model, 1.0)], make_policy("round-robin"),
