@@ -161,3 +161,15 @@ def test_a_neighbour_that_fails_stops_the_measurement_with_its_error() -> None:
     targets = {"a": _Backend(machine, "a"), "b": _Failing(machine, "b")}
     with pytest.raises(RuntimeError, match="HTTP 503"):
         asyncio.run(measure(targets, 512, repetitions=1, streams=(1,)))  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("background", ["0,1", "x", ","])
+def test_the_cli_names_a_bad_stream_count(background: str, tmp_path: Path,
+                                          capsys: pytest.CaptureFixture[str]) -> None:
+    from serving.cli import main
+
+    assert main(["profile", "interference", "--url", "http://127.0.0.1:9", "--model", "m",
+                 "--backends", "a,b", "--background", background,
+                 "--out", str(tmp_path / "i.json")]) == 2
+    assert f"--background must be >= 1, got {background}" in capsys.readouterr().err
+    assert not (tmp_path / "i.json").exists()
