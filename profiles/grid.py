@@ -29,12 +29,12 @@ class Grid2D:
         default_factory=dict, compare=False, repr=False)
 
     def at(self, x: float, y: float) -> tuple[float, bool]:
-        """The value at (x, y) and whether it lies outside the measured grid. A named method,
-        not __call__: compiled callers (profiles/compiled.py) call it natively, without
-        boxing the arguments and the result. Memoised:
-        the router and the simulator ask for the same few points again and again, most of
-        them at x = 1 (a batch of one), which has a memo keyed by y alone (no key tuple to
-        build, hash and compare)."""
+        """The value at (x, y) and whether it lies outside the measured grid.
+
+        A named method, not __call__: compiled callers (profiles/compiled.py) call it natively,
+        without boxing the arguments and the result. Memoised: the router and the simulator
+        ask for the same few points again and again, most of them at x = 1 (a batch of one),
+        which has its own memo keyed by y alone (no key tuple to build, hash and compare)."""
         if x == 1.0:
             hit = self._memo1.get(y)
             if hit is not None:
