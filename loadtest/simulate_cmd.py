@@ -121,8 +121,8 @@ def load_interference_for(path: str | None, backends: list[Any]) -> Any:
 
 def simulate_run(model_name: str, backends: list[Any], policy_name: str, params: dict[str, Any],
                  fallback: str, spec: Any, out: Path | None, label: str,
-                 report: bool = True, oracle: bool = True, interference: Any = None,
-                 ) -> dict[str, Any]:
+                 report: bool = True, oracle: bool = True,
+                 interference: Any = None) -> dict[str, Any]:
     """One simulation -> its summary (written to `out` with its records when given)."""
     from loadtest.metrics import Pricing, summarize
     from loadtest.simulator import simulate

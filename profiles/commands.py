@@ -304,12 +304,14 @@ async def _interference(args: argparse.Namespace) -> int:
         streams = sorted({int(n) for n in args.background.split(",") if n.strip()})
     except ValueError:
         streams = []
+    if not streams or streams[0] < 1:
+        print(f"costroute profile interference: --background must be >= 1, got "
+              f"{args.background}", file=sys.stderr)
+        return 2
     for flag, value, low in (("--repetitions", args.repetitions, 1),
-                             ("--background", min(streams, default=0), 1),
                              ("--max-set", args.max_set, 1)):
         if value < low:
-            got = args.background if flag == "--background" else value
-            print(f"costroute profile interference: {flag} must be >= {low}, got {got}",
+            print(f"costroute profile interference: {flag} must be >= {low}, got {value}",
                   file=sys.stderr)
             return 2
     if len(set(names)) < 2 or len(set(names)) != len(names):

@@ -8,8 +8,9 @@ One group lets compiled modules call each other natively; built one by one, ever
 between them (a policy asking the latency model, the model reading its grid) went through
 the Python API, and the simulator ran ~13% slower. The same code, type-checked by mypy, runs
 either way, and a simulated run gives the same records compiled or not
-(tests/loadtest/test_compiled.py). `make uncompile` removes the extensions. The tool is run by path, not with -m: it must work while a stale
-extension makes its package refuse to import.
+(tests/loadtest/test_compiled.py). `make uncompile` removes the extensions. The tool is run
+by path, not with -m: it must work while a stale extension makes its package refuse to
+import.
 
 An extension does not change when its source does. So the build records each source's
 SHA-256 in its package (`.compiled.json`), and the package refuses to import (ImportError

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import functools
 import itertools
 import json
 import math
@@ -67,18 +68,16 @@ class InterferenceTable:
     hardware: dict[str, Any]
     notes: dict[str, Any] = field(default_factory=dict)
     schema_version: int = SCHEMA_VERSION
-    # (backend, busy, neighbour op) -> [(streams, prefill, decode)], by streams
-    _index: dict[tuple[str, tuple[str, ...], str], list[tuple[int, float, float]]] = field(
-        init=False, compare=False, repr=False)
-
-    def __post_init__(self) -> None:
+    @functools.cached_property
+    def _index(self) -> dict[tuple[str, tuple[str, ...], str], list[tuple[int, float, float]]]:
+        """(backend, busy, neighbour op) -> [(streams, prefill, decode)], by streams."""
         index: dict[tuple[str, tuple[str, ...], str], list[tuple[int, float, float]]] = {}
         for r in self.rows:
             index.setdefault((r.backend, r.busy, r.neighbour_op), []).append(
                 (r.streams, r.prefill, r.decode))
         for levels in index.values():
             levels.sort()
-        object.__setattr__(self, "_index", index)
+        return index
 
     @property
     def backends(self) -> tuple[str, ...]:
@@ -106,13 +105,8 @@ class InterferenceTable:
         return 1.0 + sum(max(_at(self._index[(backend, (n,), op)], load[n], kind) - 1.0, 0.0)
                          for n, op in others.items() if (backend, (n,), op) in self._index)
 
-    def to_dict(self) -> dict[str, Any]:
-        out = asdict(self)
-        out.pop("_index")
-        return out
-
     def to_json(self) -> str:
-        return json.dumps(self.to_dict(), indent=2) + "\n"
+        return json.dumps(asdict(self), indent=2) + "\n"
 
     def save(self, path: Path) -> None:
         save_json(path, self.to_json())
@@ -225,12 +219,14 @@ async def measure(targets: dict[str, Target], vocab_size: int, *, repetitions: i
                         started: Callable[[], None]) -> None:
         prompt, tokens = BACKGROUND[op]
         first = True
+
+        def on_tokens(n: int) -> None:  # tells `started` once, at this stream's first token
+            nonlocal first
+            if first:
+                first = False
+                started()
+
         while not stop.is_set():
-            def on_tokens(n: int) -> None:
-                nonlocal first
-                if first:
-                    first = False
-                    started()
             timing = await t.run(prompt_ids(rng, prompt, vocab_size), tokens, on_tokens)
             if timing.error:
                 raise RuntimeError(f"a busy neighbour failed during profiling: {timing.error}")
