@@ -1,11 +1,10 @@
 """Interference tables: the format, the lookup, and the measurement's schedule (pure asyncio;
-fake backends that slow each other down as a shared machine would)."""
+fake backends that slow each other down as a shared machine would, on a virtual clock)."""
 
 from __future__ import annotations
 
 import asyncio
 import json
-import time
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +20,7 @@ from profiles.interference import (
 )
 from profiles.table import ProfileError
 from profiles.targets import Timing
+from tests.virtual_time import now, run_virtual
 
 
 def table(*rows: Slowdown) -> InterferenceTable:
@@ -103,7 +103,7 @@ def test_neighbour_sets() -> None:
 class _Machine:
     """Backends on one fake machine: a token takes 2 ms and a prefill 4 ms, times 1 + 1 for
     each request of another backend decoding (streaming more than one token) + 0.5 for each
-    prefilling (whole milliseconds: asyncio's sleeps on epoll round up to the millisecond)."""
+    prefilling."""
 
     def __init__(self) -> None:
         self.in_flight: dict[str, list[int]] = {}  # backend -> max_tokens of its requests
@@ -119,13 +119,13 @@ class _Backend:
 
     async def run(self, prompt_ids: list[int], max_tokens: int, on_tokens: Any = None) -> Timing:
         m = self.machine
-        timing = Timing(time.perf_counter(), prompt_tokens=len(prompt_ids))
+        timing = Timing(now(), prompt_tokens=len(prompt_ids))
         mine = m.in_flight.setdefault(self.name, [])
         mine.append(max_tokens)
         try:
             for i in range(max_tokens):
                 await asyncio.sleep((0.002 if i else 0.004) * m.pace(self.name))
-                timing.token_times.append(time.perf_counter())
+                timing.token_times.append(now())
                 if on_tokens is not None:
                     on_tokens(1)
         finally:
@@ -140,27 +140,26 @@ class _Backend:
 def test_measure_compares_each_backend_alone_and_with_busy_neighbours() -> None:
     machine = _Machine()
     targets = {n: _Backend(machine, n) for n in ("a", "b")}
-    rows = asyncio.run(measure(targets, 512, repetitions=2, streams=(1, 2)))  # type: ignore[arg-type]
+    rows = run_virtual(measure(targets, 512, repetitions=2, streams=(1, 2)))  # type: ignore[arg-type]
     by = {(r.backend, r.busy, r.neighbour_op, r.streams): r for r in rows}
     assert list(by) == [("a", ("b",), op, n) for op in ("decode", "prefill") for n in (1, 2)] + \
         [("b", ("a",), op, n) for op in ("decode", "prefill") for n in (1, 2)]
-    for (_, _, op, n), r in by.items():  # asyncio sleeps run a little late: loose bounds
+    for (_, _, op, n), r in by.items():
         expected = 1 + n * (1.0 if op == "decode" else 0.5)
-        assert expected - 0.25 < r.decode < expected + 0.25
-        assert expected - 0.25 < r.prefill < expected + 0.25
+        assert (r.decode, r.prefill) == (pytest.approx(expected), pytest.approx(expected))
     assert not any(machine.in_flight.values())  # every background stream ended
 
 
 class _Failing(_Backend):
     async def run(self, prompt_ids: list[int], max_tokens: int, on_tokens: Any = None) -> Timing:
-        return Timing(time.perf_counter(), prompt_tokens=len(prompt_ids), error="HTTP 503")
+        return Timing(now(), prompt_tokens=len(prompt_ids), error="HTTP 503")
 
 
 def test_a_neighbour_that_fails_stops_the_measurement_with_its_error() -> None:
     machine = _Machine()
     targets = {"a": _Backend(machine, "a"), "b": _Failing(machine, "b")}
     with pytest.raises(RuntimeError, match="HTTP 503"):
-        asyncio.run(measure(targets, 512, repetitions=1, streams=(1,)))  # type: ignore[arg-type]
+        run_virtual(measure(targets, 512, repetitions=1, streams=(1,)))  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize("background", ["0,1", "x", ","])

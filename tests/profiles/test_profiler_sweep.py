@@ -6,8 +6,11 @@ import asyncio
 import time
 from typing import Any
 
+import pytest
+
 from profiles.profiler import SweepPlan, sweep
 from profiles.targets import Timing
+from tests.virtual_time import now, run_virtual
 
 PLAN = SweepPlan(prefill_batch=(1,), prefill_tokens=(16,), decode_batch=(1,),
                  decode_context=(16,), decode_steps=2, repetitions=3, warmup=0)
@@ -57,7 +60,7 @@ class _Streaming:
         self.in_flight = 0
 
     async def run(self, prompt_ids: list[int], max_tokens: int, on_tokens: Any = None) -> Timing:
-        timing = Timing(time.perf_counter(), prompt_tokens=len(prompt_ids))
+        timing = Timing(now(), prompt_tokens=len(prompt_ids))
         others = self.in_flight
         self.in_flight += 1
         try:
@@ -65,7 +68,7 @@ class _Streaming:
             for i in range(max_tokens):
                 if i:
                     await asyncio.sleep(0.002)
-                timing.token_times.append(time.perf_counter())
+                timing.token_times.append(now())
                 if on_tokens is not None:
                     on_tokens(1)
         finally:
@@ -81,10 +84,9 @@ def test_join_measures_a_prefill_while_others_decode() -> None:
     plan = SweepPlan(prefill_batch=(1,), prefill_tokens=(16,), decode_batch=(1,),
                      decode_context=(16,), decode_steps=2, repetitions=3, warmup=0,
                      join_batch=(1, 4))
-    _, _, join = asyncio.run(sweep(_Streaming(), plan, vocab_size=512))
+    _, _, join = run_virtual(sweep(_Streaming(), plan, vocab_size=512))
     assert join is not None and join.batch == (1, 4) and join.tokens == (16,)
     one, four = join.ms[0][0], join.ms[1][0]
-    # TTFT less half the running requests' step: 5 + 4 b - 1 ms (asyncio sleeps run late)
-    assert 7.5 <= one < 8.0 + 4  # the 2 ms steps run a little late, so half a step is >= 1 ms
-    assert 20.0 <= four < 20.0 + 4
+    # TTFT less half the running requests' step: 5 + 4 b - 1 ms
+    assert (one, four) == (pytest.approx(8.0), pytest.approx(20.0))
     assert plan.fitted(max_num_seqs=4, max_model_len=512).join_batch == (1,)
