@@ -338,7 +338,10 @@ def validation_rows(live: dict[str, Any], sim: dict[str, Any]) -> list[dict[str,
     return rows
 
 
-def write_validation(out: Path, live: dict[str, Any], sim: dict[str, Any]) -> str:
+def write_validation(out: Path, live: dict[str, Any], sim: dict[str, Any],
+                     title: str = "Simulator vs live", second: str = "simulated") -> str:
+    """validation.{json,md} in `out`: `sim` (a simulated run, or a repeat of the live run,
+    which shows the live runs' own spread) against the live run."""
     from loadtest.results import write_json
 
     rows = validation_rows(live, sim)
@@ -355,11 +358,11 @@ def write_validation(out: Path, live: dict[str, Any], sim: dict[str, Any]) -> st
             return f"{v:+.1f} pts" if gap else f"{v * 100:.1f}%"
         return f"{v * 100:+.1f}%" if gap else f"{v:.3g}"
 
-    lines = [f"# Simulator vs live: {live.get('label', '')}", "",
+    lines = [f"# {title}: {live.get('label', '')}", "",
              f"Workload: {live['workload_description']}.", "",
              f"Live run: `{live.get('command')}`", "",
-             f"Simulation: `{sim['command']}`", "",
-             "| metric | live | simulated | gap | goal |", "| --- | --- | --- | --- | --- |"]
+             f"{second.capitalize()} run: `{sim['command']}`", "",
+             f"| metric | live | {second} | gap | goal |", "| --- | --- | --- | --- | --- |"]
     for r in rows:
         goal = {True: "met", False: "MISSED", None: ""}[r["meets_goal"]]
         lines.append(f"| {r['metric']} | {fmt(r['live'], r['unit'])} | "

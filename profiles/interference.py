@@ -202,7 +202,7 @@ async def measure(targets: dict[str, Target], vocab_size: int, *, repetitions: i
     """One row per backend, set of busy neighbours (up to `max_set` of them), what they do and
     how many requests each keeps in flight (`streams`), each from `repetitions` idle/busy
     pairs of probes."""
-    from profiles.profiler import _decode_gap, prompt_ids
+    from profiles.profiler import prompt_ids
 
     rng = np.random.default_rng(seed)
     names = sorted(targets)
@@ -213,7 +213,10 @@ async def measure(targets: dict[str, Target], vocab_size: int, *, repetitions: i
         for timing in (d, p):
             if timing.error or not timing.token_times:
                 raise RuntimeError(f"the backend failed during profiling: {timing.error}")
-        return _decode_gap([d]), p.token_times[0] - p.sent
+        # the mean gap (the probe's TPOT), not the median: a neighbour's slices of the cores
+        # stall some gaps and leave others short, and the simulator slows a step's mean rate
+        ts = d.token_times
+        return (ts[-1] - ts[0]) / max(len(ts) - 1, 1), p.token_times[0] - p.sent
 
     async def keep_busy(t: Target, op: Kind, stop: asyncio.Event,
                         started: Callable[[], None]) -> None:
@@ -291,6 +294,7 @@ def make_table(node: str, rows: list[Slowdown], command: str, *, repetitions: in
         created=dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
         command=command, hardware=hardware_description(),
         notes={"repetitions": repetitions,
+               "decode_statistic": "the probe's mean token gap (its TPOT)",
                "probe": {"decode_prompt_tokens": PROBE_DECODE_PROMPT,
                          "decode_tokens": PROBE_DECODE_TOKENS,
                          "prefill_prompt_tokens": PROBE_PREFILL_PROMPT},

@@ -172,3 +172,35 @@ def test_the_cli_names_a_bad_stream_count(background: str, tmp_path: Path,
                  "--out", str(tmp_path / "i.json")]) == 2
     assert f"--background must be >= 1, got {background}" in capsys.readouterr().err
     assert not (tmp_path / "i.json").exists()
+
+
+class _Stalling(_Backend):
+    """Streams a token every 2 ms, but stalls 32 ms once (at its tenth token) while another
+    backend has a request in flight: a time slice lost to a neighbour."""
+
+    async def run(self, prompt_ids: list[int], max_tokens: int, on_tokens: Any = None) -> Timing:
+        m = self.machine
+        timing = Timing(now(), prompt_tokens=len(prompt_ids))
+        mine = m.in_flight.setdefault(self.name, [])
+        mine.append(max_tokens)
+        try:
+            for i in range(max_tokens):
+                busy = any(n for b, n in m.in_flight.items() if b != self.name)
+                await asyncio.sleep(0.002 + (0.032 if i == 10 and busy else 0.0))
+                timing.token_times.append(now())
+                if on_tokens is not None:
+                    on_tokens(1)
+        finally:
+            mine.remove(max_tokens)
+        timing.completion_tokens = max_tokens
+        return timing
+
+
+def test_the_decode_factor_is_the_ratio_of_mean_token_gaps() -> None:
+    """32 gaps of 2 ms, one of them stalled to 34 ms: mean 3 ms (x1.5), median still 2 ms."""
+    machine = _Machine()
+    targets = {"a": _Stalling(machine, "a"), "b": _Backend(machine, "b")}
+    rows = run_virtual(measure(targets, 512, repetitions=2, streams=(1,)))  # type: ignore[arg-type]
+    row = next(r for r in rows if r.backend == "a" and r.neighbour_op == "decode")
+    assert row.decode == pytest.approx(1.5)
+    assert row.ms["decode_idle"] == pytest.approx(2.0)

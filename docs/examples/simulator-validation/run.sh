@@ -7,13 +7,14 @@
 #     machine's cores, slow each other down, with each busy neighbour keeping 1 and 2 requests
 #     in flight: `costroute profile interference` (profiles/interference.json); each backend
 #     profiled again through the running fleet, pinned with x-costroute-pin-backend
-#     (profiles/in-fleet/); then two 60-second load tests of the mixed chat/document workload,
-#     at 1.5 and 3 req/s (live-*/).
+#     (profiles/in-fleet/); then 90-second load tests of the mixed chat/document workload at
+#     1.5 and 3 req/s, each run twice (live-R/, live-R-repeat/): the repeat against the first
+#     (live-R-repeat/validation.md) is how far two live runs of the same requests drift apart.
 #  3. `costroute simulate --against` each live run, once with the fleet's own (in-process)
 #     tables, the served tables, the in-fleet tables, and the in-fleet tables with the
 #     interference table (sim-*/validation.md).
 #
-#   docs/examples/simulator-validation/run.sh          (~35 min on a 2-core machine)
+#   docs/examples/simulator-validation/run.sh          (~40 min on a 2-core machine)
 set -euo pipefail
 cd "$(dirname "$0")/../../.."
 OUT=${OUT:-docs/examples/simulator-validation}
@@ -38,11 +39,11 @@ for b in cpu-vllm cpu-onnxruntime cpu-onnxruntime-1t; do
 done
 
 WORKLOAD=(--mix chat-doc --slo-mix interactive=0.3,standard=0.5,batch=0.2 --seed 7
-          --duration 60 --warmup 5 --no-progress)
+          --duration 90 --warmup 5 --no-progress)
 serve fleet
 "${CR[@]}" profile interference --url "http://127.0.0.1:$PORT" --model costroute-llama-tiny \
     --backends cpu-vllm,cpu-onnxruntime,cpu-onnxruntime-1t --node "2-core VM" --background 1,2 \
-    --out "$OUT/profiles/interference.json"
+    --repetitions 7 --out "$OUT/profiles/interference.json"
 mkdir -p "$OUT/profiles/in-fleet"  # last before the live runs: this machine's speed drifts
 for b in cpu-vllm cpu-onnxruntime cpu-onnxruntime-1t; do  # each pinned, the others up
   "${CR[@]}" profile measure --url "http://127.0.0.1:$PORT" --model costroute-llama-tiny \
@@ -51,9 +52,17 @@ for b in cpu-vllm cpu-onnxruntime cpu-onnxruntime-1t; do  # each pinned, the oth
       --max-num-seqs "$(capacity "$b" max_num_seqs)" --kv-tokens "$(capacity "$b" kv_tokens)"
 done
 for rate in 1.5 3; do
-  rm -rf "$OUT/live-$rate"
-  "${CR[@]}" loadtest run --url "http://127.0.0.1:$PORT" --fleet deploy/local.yaml \
-      --rate "$rate" "${WORKLOAD[@]}" --out "$OUT/live-$rate" --label "live $rate req/s"
+  for repeat in "" "-repeat"; do
+    rm -rf "${OUT:?}/live-$rate$repeat"
+    "${CR[@]}" loadtest run --url "http://127.0.0.1:$PORT" --fleet deploy/local.yaml \
+        --rate "$rate" "${WORKLOAD[@]}" --out "$OUT/live-$rate$repeat" \
+        --label "live $rate req/s${repeat:+, repeat}"
+  done
+  "$PY" -c "import sys; from pathlib import Path
+from loadtest.results import read_summary; from loadtest.simulate_cmd import write_validation
+a, b = (read_summary(Path(sys.argv[1]) / d / 'summary.json') for d in sys.argv[2:])
+write_validation(Path(sys.argv[1]) / sys.argv[3], a, b, 'Live vs its repeat', 'repeat')" \
+      "$OUT" "live-$rate" "live-$rate-repeat"
 done
 stop
 
