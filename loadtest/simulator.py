@@ -78,6 +78,7 @@ class _Req:
     record: Record
     backend: int = -1
     prediction: Prediction | None = None
+    ready: float = 0.0  # when it reaches the engine, after the serving path (LatencyModel.path_ms)
 
 
 # A running sequence in a replica's heap: (finish step, order, start step, start context,
@@ -146,6 +147,7 @@ class Simulation:
         self.spec = spec
         self.fallback = fallback
         self.replicas = [[_Replica(b.engine, r) for r in range(b.replicas)] for b in backends]
+        self._path_s = [b.engine.path_ms / 1e3 for b in backends]
         self._index = {b.id: i for i, b in enumerate(backends)}
         self.rates = [ArrivalRate() for _ in backends]
         self.corrections = [Correction() for _ in backends]  # learned as the live router does
@@ -274,6 +276,9 @@ class Simulation:
         req.prediction = decision.prediction
         self.rates[b].add(t, plan.prompt_tokens)
         rep = chosen[b]
+        req.ready = t + self._path_s[b]
+        if rep.heap and self._path_s[b]:  # and what joining a running batch added to its TTFT
+            req.ready += rep.m.join_extra_ms(len(rep.heap), plan.prompt_tokens)[0] / 1e3
         rep.waiting.append(req)
         self._kick(t, b, rep)
         if self._near[b]:
@@ -282,12 +287,18 @@ class Simulation:
     # ------------------------------------------------------------------ engines
 
     def _kick(self, t: float, b: int, rep: _Replica) -> None:
-        """A request joined the queue: start work if idle, or cut a decode phase at the next
-        step boundary so it can be admitted there."""
+        """A request joined the queue: start work if idle (or wake when it reaches the
+        engine), or cut a decode phase at the first step boundary after it reaches the engine
+        so it can be admitted there."""
+        head = rep.waiting[0]
         if rep.op is None:
-            self._start_next(t, b, rep)
-        elif rep.op == "decode" and rep.can_admit(rep.waiting[0], 0, 0):
-            done = min(math.floor(rep.progress_ms(t) / rep.step_ms) + 1, rep.phase_steps)
+            if head.ready <= t:
+                self._start_next(t, b, rep)
+            else:
+                self._schedule(head.ready, b, rep)  # an idle replica's wake-up
+        elif rep.op == "decode" and rep.can_admit(head, 0, 0):
+            at = max(t, head.ready)
+            done = min(math.floor(rep.progress_ms(at) / rep.step_ms) + 1, rep.phase_steps)
             if done < rep.phase_steps:
                 rep.phase_steps = done
                 rep.work_ms = done * rep.step_ms
@@ -414,14 +425,18 @@ class Simulation:
     def _start_op(self, t: float, b: int, rep: _Replica) -> None:
         group: list[_Req] = []
         kv = 0
-        while rep.waiting and rep.can_admit(rep.waiting[0], len(group), kv):
+        while rep.waiting and rep.waiting[0].ready <= t and \
+                rep.can_admit(rep.waiting[0], len(group), kv):
             req = rep.waiting.popleft()
             group.append(req)
             kv += req.plan.prompt_tokens + req.plan.output_tokens
         if group:
             longest = max(r.plan.prompt_tokens for r in group)
             ms, _ = rep.m.prefill_ms(len(group), longest)
-            extra = rep.m.join_extra_ms(len(rep.heap), longest)[0]  # joining a running batch
+            if rep.m.path_ms:  # measured through a server: the path and a join's extra delayed
+                ms, extra = max(ms - rep.m.path_ms, 0.0), 0.0  # the arrival (`ready`)
+            else:  # measured in-process: joining a running batch takes the engine longer
+                extra = rep.m.join_extra_ms(len(rep.heap), longest)[0]
             rep.op, rep.op_t0, rep.prefilling = "prefill", t, group
             rep.share = ms / (ms + extra) if extra > 0 else 1.0
             ms += extra
@@ -430,8 +445,12 @@ class Simulation:
             rep.op_end = t + ms * pace / 1e3
             self._schedule(rep.op_end, b, rep)
             return
+        head = rep.waiting[0] if rep.waiting else None
         if not rep.heap:
             rep.op = None
+            if head is not None and head.ready > t:  # still on its way: wake when it arrives
+                self._schedule(head.ready, b, rep)
+                return
             for req in rep.waiting:  # cannot fit even alone: fail rather than wait forever
                 req.record.status, req.record.error = 413, "request exceeds the backend's capacity"
                 req.record.done_s = t - req.sent
@@ -441,11 +460,15 @@ class Simulation:
         n = rep.heap[0][0] - rep.step
         mid = (rep.context_sum + batch * n / 2) / batch
         step_ms, _ = rep.m.decode_step_ms(batch, mid)
-        rep.op, rep.op_t0, rep.step_ms, rep.phase_steps = "decode", t, step_ms, n
+        rep.op, rep.op_t0, rep.step_ms = "decode", t, step_ms
         rep.share = 1.0
         if batch > 1 and self._near[b]:
             rep.share = min(rep.m.decode_step_ms(1, mid)[0] / step_ms, 1.0) if step_ms > 0 else 1.0
         pace = self._op_pace(b, rep)
+        if head is not None and head.ready > t and rep.can_admit(head, 0, 0) and step_ms > 0:
+            # one still on its way: stop at the first step boundary after it reaches the engine
+            n = min(n, math.floor((head.ready - t) * 1e3 / pace / step_ms) + 1)
+        rep.phase_steps = n
         rep.work_ms, rep.done_ms, rep.pace = n * step_ms, 0.0, pace
         rep.op_end = t + rep.work_ms * pace / 1e3
         self._schedule(rep.op_end, b, rep)

@@ -107,6 +107,7 @@ class LatencyModel:
         self._join = _grid(profile.join) if profile.join is not None else None
         self.max_num_seqs = profile.capacity["max_num_seqs"]
         self.kv_tokens = profile.capacity["kv_tokens"]
+        self.path_ms = _path_ms(profile)
 
     def prefill_ms(self, batch: int, prompt_tokens: float) -> tuple[float, bool]:
         return self._prefill.at(batch, prompt_tokens)
@@ -160,6 +161,20 @@ class LatencyModel:
         prefill, extrapolated = self._prefill.at(1, load.mean_prompt_tokens)
         rho = min(load.arrival_rate_per_s * prefill / 1e3, 0.9)
         return 1.0 / (1.0 - rho), extrapolated
+
+
+def _path_ms(profile: ProfileTable) -> float:
+    """Of a table measured through a server (engine "openai-http"), the serving path's share of
+    every prefill: client -> proxy -> ingress -> replica and the first token back. It delays a
+    request's first token but leaves the engine free for the others (a simulated replica does
+    not charge it to the requests decoding there). Estimated where the batch-1 prefill line
+    through the two shortest prompts meets zero prompt tokens; 0 for an engine measured
+    in-process, whose tables hold engine time only."""
+    s = profile.prefill
+    if profile.engine.get("name") != "openai-http" or s.batch[0] != 1 or len(s.tokens) < 2:
+        return 0.0
+    (x0, x1), (y0, y1) = s.tokens[:2], s.ms[0][:2]
+    return min(max(y0 - (y1 - y0) * x0 / (x1 - x0), 0.0), y0)
 
 
 def _grid(s: Surface) -> Grid2D:

@@ -3,6 +3,7 @@ shares with the live ingress."""
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import ClassVar
 
@@ -14,6 +15,7 @@ from loadtest.simulator import SimBackend, simulate
 from loadtest.workload import parse_workload
 from profiles.interference import InterferenceTable, Slowdown
 from profiles.latency import LatencyModel
+from profiles.table import Surface
 from serving.policies import Decision, Policy, RoutingContext, evaluate, make_policy
 from serving.policies.base import decide
 from tests.profiles.synthetic import synthetic_profile
@@ -80,6 +82,34 @@ def test_a_prefill_that_joins_a_running_batch_pays_the_join_surface() -> None:
         for j in (None, 4.0))
     assert joined[0].ttft_ms == pytest.approx(plain[0].ttft_ms)  # arrived at an idle engine
     assert joined[1].ttft_ms - plain[1].ttft_ms == pytest.approx(4.0)
+
+
+def served(path_ms: float) -> LatencyModel:
+    """A table as if measured through a server: every prefill and join `path_ms` longer (2 ms
+    steps, 0.05 ms per prompt token, a join adds 4 ms per running sequence)."""
+    t = synthetic_profile(step_per_seq_ms=0.0, step_per_kctx_ms=0.0, join_ms_per_running=4.0)
+    assert t.join is not None
+
+    def longer(s: Surface) -> Surface:
+        return dataclasses.replace(s, ms=tuple(tuple(v + path_ms for v in row) for row in s.ms))
+
+    return LatencyModel(dataclasses.replace(t, engine={"name": "openai-http"},
+                                            prefill=longer(t.prefill), join=longer(t.join)))
+
+
+def test_the_serving_path_delays_a_joiner_without_stalling_the_running_batch() -> None:
+    model = served(20.0)
+    assert model.path_ms == pytest.approx(21.0)  # the synthetic 1 ms intercept + 20
+    # arrivals at 0 and 30 ms, 32 prompt tokens, 41 out: the first decodes 40 x 2 ms from
+    # 22.6 ms (prefill 1 + 1.6 + 20); the second reaches its engine at 30 + 21 (path) + 4
+    # (join) = 55 ms, is admitted at the next step boundary (56.6) and takes the engine
+    # only for its prefill less the path (1.6 ms)
+    spec = workload(arrival={"process": "constant", "rate_rps": 1 / 0.03}, num_requests=2,
+                    mix=[{"prompt_tokens": {"mean": 32}, "output_tokens": {"mean": 41}}])
+    first, second = simulate([SimBackend("a", model, 1.0)], make_policy("round-robin"), spec)
+    assert first.ttft_ms == pytest.approx(22.6)  # a lone request: its table's TTFT
+    assert first.e2e_ms == pytest.approx(22.6 + 80.0 + 1.6)  # stalled by the engine's part
+    assert second.ttft_ms == pytest.approx(56.6 + 1.6 - 30.0)
 
 
 def interference(while_prefilling: float, while_decoding: float) -> InterferenceTable:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
 from profiles.latency import BackendLoad, Correction, LatencyModel, RequestShape, RunningSeq
@@ -133,3 +135,10 @@ def test_joining_a_running_batch_costs_what_the_join_surface_measured() -> None:
             == pytest.approx(6.0))
     assert joined.join_extra_ms(0, 64) == (0.0, False)
     assert MODEL.join_extra_ms(4, 64) == (0.0, False)
+
+
+def test_only_a_table_measured_through_a_server_has_a_serving_path() -> None:
+    table = synthetic_profile()  # prefill 1 + 0.05 x tokens: 1.8 ms at 16, 4.2 ms at 64
+    assert LatencyModel(table).path_ms == 0.0  # measured in-process: engine time only
+    http = dataclasses.replace(table, engine={"name": "openai-http", "url": "http://x"})
+    assert LatencyModel(http).path_ms == pytest.approx(1.0)  # the line's zero-token intercept
