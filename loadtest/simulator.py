@@ -11,6 +11,15 @@ constant, so a decode phase runs to the next finish in one event; an arrival tha
 admitted cuts the phase at the next step boundary. Time is exact to the profile; nothing here
 reads a clock.
 
+A table measured through a server (`costroute profile measure --url`) holds more than engine
+time: every TTFT includes the serving path (client -> proxy -> ingress -> replica and the
+first token back, `LatencyModel.path_ms`), and what joining a running batch adds to it is
+mostly the joiner waiting in that path while the replica streams the others' tokens. Neither
+keeps the engine from the requests it runs, so with such a table a request reaches its
+replica's queue that long after it was routed (path, plus the join's extra if the replica has
+sequences running), and its prefill takes the engine for the table's time less the path.
+Alone, its TTFT is still the table's.
+
 Routing is the live router's: for each request the policy (`serving.policies.make_policy`,
 the same registry and code the ingress uses) gets a `RoutingContext` built as the ingress
 builds it, with each backend's load as the router would see it (requests waiting for their
