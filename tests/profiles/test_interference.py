@@ -117,6 +117,10 @@ class _Backend:
     def __init__(self, machine: _Machine, name: str) -> None:
         self.machine, self.name = machine, name
 
+    def gap(self, i: int) -> float:
+        """Seconds before token i: the prefill, then a step, at the machine's pace."""
+        return (0.002 if i else 0.004) * self.machine.pace(self.name)
+
     async def run(self, prompt_ids: list[int], max_tokens: int, on_tokens: Any = None) -> Timing:
         m = self.machine
         timing = Timing(now(), prompt_tokens=len(prompt_ids))
@@ -124,7 +128,7 @@ class _Backend:
         mine.append(max_tokens)
         try:
             for i in range(max_tokens):
-                await asyncio.sleep((0.002 if i else 0.004) * m.pace(self.name))
+                await asyncio.sleep(self.gap(i))
                 timing.token_times.append(now())
                 if on_tokens is not None:
                     on_tokens(1)
@@ -178,22 +182,9 @@ class _Stalling(_Backend):
     """Streams a token every 2 ms, but stalls 32 ms once (at its tenth token) while another
     backend has a request in flight: a time slice lost to a neighbour."""
 
-    async def run(self, prompt_ids: list[int], max_tokens: int, on_tokens: Any = None) -> Timing:
-        m = self.machine
-        timing = Timing(now(), prompt_tokens=len(prompt_ids))
-        mine = m.in_flight.setdefault(self.name, [])
-        mine.append(max_tokens)
-        try:
-            for i in range(max_tokens):
-                busy = any(n for b, n in m.in_flight.items() if b != self.name)
-                await asyncio.sleep(0.002 + (0.032 if i == 10 and busy else 0.0))
-                timing.token_times.append(now())
-                if on_tokens is not None:
-                    on_tokens(1)
-        finally:
-            mine.remove(max_tokens)
-        timing.completion_tokens = max_tokens
-        return timing
+    def gap(self, i: int) -> float:
+        busy = any(n for b, n in self.machine.in_flight.items() if b != self.name)
+        return 0.002 + (0.032 if i == 10 and busy else 0.0)
 
 
 def test_the_decode_factor_is_the_ratio_of_mean_token_gaps() -> None:
