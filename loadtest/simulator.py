@@ -138,6 +138,10 @@ class _Replica:
     def progress_ms(self, now: float) -> float:
         return self.done_ms + (now - self.op_t0) * 1e3 / self.pace
 
+    def steps_to(self, at: float) -> int:
+        """Decode phase: the steps done by the first step boundary after `at`."""
+        return math.floor(self.progress_ms(at) / self.step_ms) + 1
+
     def can_admit(self, req: _Req, extra_seqs: int, extra_kv: int) -> bool:
         need = req.plan.prompt_tokens + req.plan.output_tokens
         if len(self.heap) + extra_seqs >= self.m.max_num_seqs:
@@ -156,7 +160,6 @@ class Simulation:
         self.spec = spec
         self.fallback = fallback
         self.replicas = [[_Replica(b.engine, r) for r in range(b.replicas)] for b in backends]
-        self._path_s = [b.engine.path_ms / 1e3 for b in backends]
         self._index = {b.id: i for i, b in enumerate(backends)}
         self.rates = [ArrivalRate() for _ in backends]
         self.corrections = [Correction() for _ in backends]  # learned as the live router does
@@ -285,9 +288,7 @@ class Simulation:
         req.prediction = decision.prediction
         self.rates[b].add(t, plan.prompt_tokens)
         rep = chosen[b]
-        req.ready = t + self._path_s[b]
-        if rep.heap and self._path_s[b]:  # and what joining a running batch added to its TTFT
-            req.ready += rep.m.join_extra_ms(len(rep.heap), plan.prompt_tokens)[0] / 1e3
+        req.ready = t + rep.m.arrival_delay_ms(len(rep.heap), plan.prompt_tokens) / 1e3
         rep.waiting.append(req)
         self._kick(t, b, rep)
         if self._near[b]:
@@ -306,8 +307,7 @@ class Simulation:
             else:
                 self._schedule(head.ready, b, rep)  # an idle replica's wake-up
         elif rep.op == "decode" and rep.can_admit(head, 0, 0):
-            at = max(t, head.ready)
-            done = min(math.floor(rep.progress_ms(at) / rep.step_ms) + 1, rep.phase_steps)
+            done = min(rep.steps_to(max(t, head.ready)), rep.phase_steps)
             if done < rep.phase_steps:
                 rep.phase_steps = done
                 rep.work_ms = done * rep.step_ms
@@ -441,11 +441,7 @@ class Simulation:
             kv += req.plan.prompt_tokens + req.plan.output_tokens
         if group:
             longest = max(r.plan.prompt_tokens for r in group)
-            ms, _ = rep.m.prefill_ms(len(group), longest)
-            if rep.m.path_ms:  # measured through a server: the path and a join's extra delayed
-                ms, extra = max(ms - rep.m.path_ms, 0.0), 0.0  # the arrival (`ready`)
-            else:  # measured in-process: joining a running batch takes the engine longer
-                extra = rep.m.join_extra_ms(len(rep.heap), longest)[0]
+            ms, extra = rep.m.engine_prefill_ms(len(group), longest, len(rep.heap))
             rep.op, rep.op_t0, rep.prefilling = "prefill", t, group
             rep.share = ms / (ms + extra) if extra > 0 else 1.0
             ms += extra
@@ -473,13 +469,13 @@ class Simulation:
         rep.share = 1.0
         if batch > 1 and self._near[b]:
             rep.share = min(rep.m.decode_step_ms(1, mid)[0] / step_ms, 1.0) if step_ms > 0 else 1.0
-        pace = self._op_pace(b, rep)
+        rep.done_ms, rep.pace = 0.0, self._op_pace(b, rep)
         if head is not None and head.ready > t and rep.can_admit(head, 0, 0) and step_ms > 0:
             # one still on its way: stop at the first step boundary after it reaches the engine
-            n = min(n, math.floor((head.ready - t) * 1e3 / pace / step_ms) + 1)
+            n = min(n, rep.steps_to(head.ready))
         rep.phase_steps = n
-        rep.work_ms, rep.done_ms, rep.pace = n * step_ms, 0.0, pace
-        rep.op_end = t + rep.work_ms * pace / 1e3
+        rep.work_ms = n * step_ms
+        rep.op_end = t + rep.work_ms * rep.pace / 1e3
         self._schedule(rep.op_end, b, rep)
 
 

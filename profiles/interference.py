@@ -215,8 +215,7 @@ async def measure(targets: dict[str, Target], vocab_size: int, *, repetitions: i
                 raise RuntimeError(f"the backend failed during profiling: {timing.error}")
         # the mean gap (the probe's TPOT), not the median: a neighbour's slices of the cores
         # stall some gaps and leave others short, and the simulator slows a step's mean rate
-        ts = d.token_times
-        return (ts[-1] - ts[0]) / max(len(ts) - 1, 1), p.token_times[0] - p.sent
+        return (d.tpot_ms or 0.0) / 1e3, p.token_times[0] - p.sent
 
     async def keep_busy(t: Target, op: Kind, stop: asyncio.Event,
                         started: Callable[[], None]) -> None:

@@ -124,6 +124,25 @@ class LatencyModel:
         alone, _ = self._prefill.at(1, prompt_tokens)
         return max(joined - alone, 0.0), extrapolated
 
+    def arrival_delay_ms(self, running: int, prompt_tokens: float) -> float:
+        """How long after routing a request reaches the engine: with a table measured through
+        a server, its serving path, plus what joining `running` decoding sequences adds to its
+        TTFT (the joiner waits in that path while the replica streams the others' tokens);
+        0 for a table measured in-process."""
+        if not self.path_ms:
+            return 0.0
+        return self.path_ms + (self.join_extra_ms(running, prompt_tokens)[0] if running else 0.0)
+
+    def engine_prefill_ms(self, batch: int, prompt_tokens: float,
+                          running: int) -> tuple[float, float]:
+        """How long a prefill of `batch` requests holds the engine while `running` sequences
+        decode there: (the prefill, what joining them adds). With a table measured through a
+        server the path and the join's extra were spent on the way (`arrival_delay_ms`)."""
+        ms = self._prefill.at(batch, prompt_tokens)[0]
+        if self.path_ms:
+            return max(ms - self.path_ms, 0.0), 0.0
+        return ms, self.join_extra_ms(running, prompt_tokens)[0]
+
     def predict(
         self, request: RequestShape, load: BackendLoad, correction: Correction | None = None
     ) -> Prediction:
