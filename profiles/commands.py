@@ -1,4 +1,5 @@
-"""The `costroute profile` subcommands: measure, validate, interference, estimate."""
+"""The `costroute profile` subcommands: measure, probe, rescale, validate, interference,
+estimate."""
 
 from __future__ import annotations
 
@@ -43,6 +44,33 @@ def register(sub: Any) -> None:
                               "as sparse traffic finds it (over HTTP a quiet serving path is "
                               "slower to answer than a busy one); default 0: back to back")
     measure.set_defaults(func=_cmd_measure)
+
+    probe = actions.add_parser(
+        "probe", help="how fast a backend is now against its table (seconds, not minutes)",
+        description=(
+            "Re-measure a few of a table's own batch-1 cells (prefill up to 256 prompt tokens, "
+            "one decode step at a chat's context) with the table's method, and write the "
+            "measured / table ratios. A machine whose speed drifts (shared or virtual) can be "
+            "probed right before and after a load test; `profile rescale` then gives the "
+            "table as of that test."))
+    _target_args(probe)
+    probe.add_argument("--table", required=True, help="the backend's profile table")
+    probe.add_argument("--repetitions", type=int, default=5,
+                       help="samples per cell; the median counts (default 5)")
+    probe.add_argument("--out", required=True, help="where to write the probe (JSON)")
+    probe.set_defaults(func=_cmd_probe)
+
+    rescale = actions.add_parser(
+        "rescale", help="a table times the speed its probes measured",
+        description=(
+            "Multiply a table's prefill and join surfaces by its probes' prefill factor and "
+            "its decode surface by their decode factor (geometric means over the probes). "
+            "The new table names the original and the probes in notes.rescaled."))
+    rescale.add_argument("--table", required=True, help="the profile table the probes measured")
+    rescale.add_argument("--probe", action="append", required=True, metavar="PROBE",
+                         help="a probe of that table (`profile probe`; repeatable)")
+    rescale.add_argument("--out", required=True, help="where to write the rescaled table")
+    rescale.set_defaults(func=_cmd_rescale)
 
     validate = actions.add_parser(
         "validate", help="predicted vs measured latency on a held-out workload",
@@ -254,6 +282,51 @@ async def _measure(args: argparse.Namespace) -> int:
               file=sys.stderr)
     finally:
         await close()
+    return 0
+
+
+def _cmd_probe(args: argparse.Namespace) -> int:
+    from profiles.table import load_profile
+
+    if args.repetitions < 1:
+        print(f"costroute profile probe: --repetitions must be >= 1, got {args.repetitions}",
+              file=sys.stderr)
+        return 2
+    return asyncio.run(_probe(args, load_profile(args.table)))
+
+
+async def _probe(args: argparse.Namespace, table: Any) -> int:
+    from tqdm import tqdm
+
+    from profiles.drift import measure_probe, probe_measurements
+
+    target, facts, close = await _open_target(args)
+    try:
+        with tqdm(total=probe_measurements(table, args.repetitions), unit="run", file=sys.stderr,
+                  desc=f"probing {table.backend_id}") as bar:
+            probe = await measure_probe(target, table, facts["vocab_size"], _command_line(),
+                                        args.repetitions, bar.update)
+    finally:
+        await close()
+    probe.save(Path(args.out))
+    for c in probe.cells:
+        print(f"{c.surface:8s} batch {c.batch} {c.tokens:5d} tokens: {c.measured_ms:8.2f} ms "
+              f"(table {c.table_ms:.2f}, x{c.ratio:.3f})")
+    print(f"wrote {args.out}: prefill x{probe.factor('prefill'):.3f}, "
+          f"decode x{probe.factor('decode'):.3f}", file=sys.stderr)
+    return 0
+
+
+def _cmd_rescale(args: argparse.Namespace) -> int:
+    from profiles.drift import load_probe, rescale
+    from profiles.table import load_profile
+
+    table = rescale(load_profile(args.table), [load_probe(p) for p in args.probe],
+                    _command_line())
+    table.save(Path(args.out))
+    r = table.notes["rescaled"]
+    print(f"wrote {args.out}: prefill x{r['prefill']:.3f}, decode x{r['decode']:.3f} "
+          f"({len(args.probe)} probe(s))", file=sys.stderr)
     return 0
 
 

@@ -8,7 +8,8 @@ What one measurement is (the latency model reads the table with the same meaning
   through Ray Serve on a small machine that costs milliseconds), not one kept warm by a
   request just before.
 * decode(b, c): b requests of c prompt tokens sent at once, `decode_steps` + 1 tokens each;
-  the median gap between consecutive tokens once all are decoding. The context axis is the
+  the mean gap between consecutive tokens once all are decoding (TPOT is a mean gap too: over
+  HTTP a few stalled gaps among short ones are part of what a client waits). The context axis is the
   mean context during those steps, c + decode_steps / 2.
 * join(b, p): b requests of 64 prompt tokens decoding (128 tokens each, twice that while
   they end too soon); once each has streamed two tokens, one request of p prompt tokens
@@ -28,7 +29,6 @@ import datetime as dt
 import os
 import platform
 import statistics
-import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -116,11 +116,11 @@ async def sweep(
     async def prefill(b: int, p: int) -> float:
         if idle_s > 0:
             await asyncio.sleep(idle_s)
-        start, timings = await _group(target, rng, vocab_size, b, p, 1)
-        return max(t.token_times[0] for t in timings) - start
+        timings = await _group(target, rng, vocab_size, b, p, 1)
+        return max(t.token_times[0] for t in timings) - min(t.sent for t in timings)
 
     async def decode(b: int, c: int) -> float:
-        _, timings = await _group(target, rng, vocab_size, b, c, plan.decode_steps + 1)
+        timings = await _group(target, rng, vocab_size, b, c, plan.decode_steps + 1)
         return _decode_gap(timings)
 
     background = JOIN_BACKGROUND_TOKENS  # grows (and stays grown) if running requests end early
@@ -217,26 +217,25 @@ async def _join(target: Target, rng: np.random.Generator, vocab: int, running: i
 
 async def _group(
     target: Target, rng: np.random.Generator, vocab: int, batch: int, tokens: int, max_tokens: int
-) -> tuple[float, list[Timing]]:
+) -> list[Timing]:
     prompts = [prompt_ids(rng, tokens, vocab) for _ in range(batch)]
-    start = time.perf_counter()
     timings = await asyncio.gather(*(target.run(p, max_tokens) for p in prompts))
     errors = [t.error for t in timings if t.error or not t.token_times]
     if errors:
         raise RuntimeError(f"the backend failed during profiling: {errors[0]}")
-    return start, list(timings)
+    return list(timings)
 
 
 def _decode_gap(timings: list[Timing]) -> float:
-    """Median gap between tokens once every request of the group has its first token."""
+    """Mean gap between tokens once every request of the group has its first token."""
     all_started = max(t.token_times[0] for t in timings)
     gaps = [
         b - a
         for t in timings
         for a, b in zip(t.token_times, t.token_times[1:])
-        if a >= all_started and b > a
+        if a >= all_started
     ]
-    return statistics.median(gaps) if gaps else 0.0
+    return statistics.fmean(gaps) if gaps else 0.0
 
 
 def _spread(samples: list[float]) -> float:

@@ -90,3 +90,26 @@ def test_join_measures_a_prefill_while_others_decode() -> None:
     # TTFT less half the running requests' step: 5 + 4 b - 1 ms
     assert (one, four) == (pytest.approx(8.0), pytest.approx(20.0))
     assert plan.fitted(max_num_seqs=4, max_model_len=512).join_batch == (1,)
+
+
+class _Stalls:
+    """Streams tokens 2 ms apart, except every fourth gap, which stalls for 8 ms."""
+
+    async def run(self, prompt_ids: list[int], max_tokens: int, on_tokens: Any = None) -> Timing:
+        timing = Timing(now(), prompt_tokens=len(prompt_ids), completion_tokens=max_tokens)
+        await asyncio.sleep(0.005)
+        timing.token_times.append(now())
+        for i in range(1, max_tokens):
+            await asyncio.sleep(0.008 if i % 4 == 0 else 0.002)
+            timing.token_times.append(now())
+        return timing
+
+    def describe(self) -> dict[str, Any]:
+        return {}
+
+
+def test_decode_step_is_the_mean_gap_as_tpot_is() -> None:
+    plan = SweepPlan(prefill_batch=(1,), prefill_tokens=(16,), decode_batch=(1,),
+                     decode_context=(16,), decode_steps=8, repetitions=1, warmup=0)
+    _, decode, _ = run_virtual(sweep(_Stalls(), plan, vocab_size=512))
+    assert decode.ms[0][0] == pytest.approx((6 * 2 + 2 * 8) / 8)  # the median gap would be 2
