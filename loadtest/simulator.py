@@ -18,7 +18,10 @@ mostly the joiner waiting in that path while the replica streams the others' tok
 keeps the engine from the requests it runs, so with such a table a request reaches its
 replica's queue that long after it was routed (path, plus the join's extra if the replica has
 sequences running), and its prefill takes the engine for the table's time less the path.
-Alone, its TTFT is still the table's.
+Alone, its TTFT is the table's, plus one draw from the table's path jitter (a lone request's
+TTFT less the median of its cell, every batch-1 sample the profiler or its probes took): the
+serving path varies from one request to the next, and the draws, seeded by the workload's
+seed, keep a run reproducible.
 
 Routing is the live router's: for each request the policy (`serving.policies.make_policy`,
 the same registry and code the ingress uses) gets a `RoutingContext` built as the ingress
@@ -47,6 +50,7 @@ from __future__ import annotations
 import gc
 import heapq
 import math
+import random
 from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -180,6 +184,7 @@ class Simulation:
         self.records: list[Record] = []
         self.sequence = 0
         self.decisions_ms = 0.0
+        self._path_rng = random.Random(spec.seed)
 
     # ------------------------------------------------------------------ driver
 
@@ -288,7 +293,11 @@ class Simulation:
         req.prediction = decision.prediction
         self.rates[b].add(t, plan.prompt_tokens)
         rep = chosen[b]
-        req.ready = t + rep.m.arrival_delay_ms(len(rep.heap), plan.prompt_tokens) / 1e3
+        delay = rep.m.arrival_delay_ms(len(rep.heap), plan.prompt_tokens)
+        jitter = rep.m.path_jitter_ms
+        if jitter:
+            delay = max(delay + jitter[self._path_rng.randrange(len(jitter))], 0.0)
+        req.ready = t + delay / 1e3
         rep.waiting.append(req)
         self._kick(t, b, rep)
         if self._near[b]:

@@ -260,22 +260,19 @@ async def _measure(args: argparse.Namespace) -> int:
         started = time.monotonic()
         with tqdm(total=plan.measurements, desc=f"profiling {args.backend_id}", unit="run",
                   file=sys.stderr) as bar:
-            prefill, decode, join = await sweep(target, plan, facts["vocab_size"], bar.update,
-                                                idle_s=args.idle_ms / 1e3,
-                                                max_model_len=facts["max_model_len"])
+            swept = await sweep(target, plan, facts["vocab_size"], bar.update,
+                                idle_s=args.idle_ms / 1e3, max_model_len=facts["max_model_len"])
         table = make_table(
             backend_id=args.backend_id,
             accelerator=args.accelerator,
             engine=facts["engine"],
             model=facts["model"],
             command=_command_line(),
-            prefill=prefill,
-            decode=decode,
+            swept=swept,
             capacity=facts["capacity"],
             plan=plan,
             elapsed_s=time.monotonic() - started,
             idle_ms=args.idle_ms,
-            join=join,
         )
         table.save(Path(args.out))
         print(f"wrote {args.out} ({plan.measurements} runs in {time.monotonic() - started:.0f}s)",

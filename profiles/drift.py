@@ -9,9 +9,11 @@ method (the same idle time before each prefill, the same decode steps), in secon
 * cells: prefill at batch 1 for each of the table's prompt lengths up to 256 tokens (longer
   ones cost seconds each), and the decode step at batch 1 at each of the table's contexts.
 * factor per surface: the geometric mean of measured / table over its cells.
+* path jitter: every prefill sample less the median of its cell (profiles/profiler.py).
 * `rescale`: the table as of the probes: prefill and join surfaces times the prefill factor,
   decode times the decode factor; several probes (say one before and one after a load test)
-  count by the geometric mean of their factors.
+  count by the geometric mean of their factors, and their path jitter, pooled, replaces the
+  table's.
 """
 
 from __future__ import annotations
@@ -24,7 +26,14 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any, Literal
 
-from profiles.table import ProfileError, ProfileTable, Surface, read_json, save_json
+from profiles.table import (
+    ProfileError,
+    ProfileTable,
+    Surface,
+    finite_numbers,
+    read_json,
+    save_json,
+)
 from profiles.targets import Target
 
 SurfaceName = Literal["prefill", "decode"]
@@ -52,6 +61,7 @@ class SpeedProbe:
     table: dict[str, str]  # the probed table's created and command: which table it measured
     cells: tuple[ProbeCell, ...]
     notes: dict[str, Any]
+    path_jitter_ms: tuple[float, ...] = ()
 
     def factor(self, surface: SurfaceName) -> float:
         return _geomean([c.ratio for c in self.cells if c.surface == surface])
@@ -78,14 +88,15 @@ def probe_cells(table: ProfileTable) -> tuple[tuple[int, ...], tuple[int, ...]]:
 
 
 def make_probe(table: ProfileTable, prefill: Surface, decode: Surface, command: str,
-               notes: dict[str, Any]) -> SpeedProbe:
+               notes: dict[str, Any], path_jitter_ms: tuple[float, ...] = ()) -> SpeedProbe:
     """A probe from measured batch-1 surfaces at `probe_cells(table)`."""
     cells = [ProbeCell("prefill", 1, t, table.prefill.ms[0][table.prefill.tokens.index(t)],
                        prefill.ms[0][j]) for j, t in enumerate(prefill.tokens)]
     cells += [ProbeCell("decode", 1, c, table.decode.ms[0][table.decode.tokens.index(c)],
                         decode.ms[0][j]) for j, c in enumerate(decode.tokens)]
     return SpeedProbe(table.backend_id, _now(), command,
-                      {"created": table.created, "command": table.command}, tuple(cells), notes)
+                      {"created": table.created, "command": table.command}, tuple(cells), notes,
+                      path_jitter_ms)
 
 
 async def measure_probe(target: Target, table: ProfileTable, vocab_size: int, command: str,
@@ -101,12 +112,11 @@ async def measure_probe(target: Target, table: ProfileTable, vocab_size: int, co
                      decode_context=tuple(max(1, c - steps // 2) for c in contexts),
                      decode_steps=steps,
                      repetitions=repetitions, warmup=1)
-    prefill, decode, _ = await sweep(target, plan, vocab_size, progress, seed=seed,
-                                     idle_s=idle_ms / 1e3)
-    decode = replace(decode, tokens=contexts)  # the table's own columns, even when c < steps/2
-    return make_probe(table, prefill, decode, command,
+    swept = await sweep(target, plan, vocab_size, progress, seed=seed, idle_s=idle_ms / 1e3)
+    decode = replace(swept.decode, tokens=contexts)  # the table's columns, even when c < steps/2
+    return make_probe(table, swept.prefill, decode, command,
                       {"repetitions": repetitions, "decode_steps": steps,
-                       "idle_ms_before_prefill": idle_ms})
+                       "idle_ms_before_prefill": idle_ms}, swept.path_jitter_ms)
 
 
 def probe_measurements(table: ProfileTable, repetitions: int) -> int:
@@ -128,10 +138,13 @@ def rescale(table: ProfileTable, probes: Sequence[SpeedProbe], command: str) -> 
                                "table.created")
     prefill = _geomean([p.factor("prefill") for p in probes])
     decode = _geomean([p.factor("decode") for p in probes])
+    jitter = tuple(sorted(v for p in probes for v in p.path_jitter_ms)) or tuple(
+        v * prefill for v in table.path_jitter_ms)
     return replace(
         table, created=_now(), command=command,
         prefill=_scaled(table.prefill, prefill), decode=_scaled(table.decode, decode),
         join=None if table.join is None else _scaled(table.join, prefill),
+        path_jitter_ms=jitter,
         notes={**table.notes, "rescaled": {
             "from": {"created": table.created, "command": table.command},
             "probes": [{"created": p.created, "prefill": round(p.factor("prefill"), 4),
@@ -180,7 +193,9 @@ def parse_probe(raw: Any, where: str = "speed probe") -> SpeedProbe:
         if not any(c.surface == s for c in cells):
             raise bad("cells", f"must measure {s} at least once")
     return SpeedProbe(raw["backend_id"], raw["created"], raw["command"], dict(table),
-                      tuple(cells), dict(raw.get("notes") or {}))
+                      tuple(cells), dict(raw.get("notes") or {}),
+                      finite_numbers(raw.get("path_jitter_ms"), f"{where}: path_jitter_ms",
+                                     "path_jitter_ms"))
 
 
 def _now() -> str:

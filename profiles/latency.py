@@ -108,6 +108,8 @@ class LatencyModel:
         self.max_num_seqs = profile.capacity["max_num_seqs"]
         self.kv_tokens = profile.capacity["kv_tokens"]
         self.path_ms = _path_ms(profile)
+        # How the serving path varies from one request to the next (none without a path).
+        self.path_jitter_ms = profile.path_jitter_ms if self.path_ms else ()
 
     def prefill_ms(self, batch: int, prompt_tokens: float) -> tuple[float, bool]:
         return self._prefill.at(batch, prompt_tokens)

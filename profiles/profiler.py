@@ -18,6 +18,10 @@ What one measurement is (the latency model reads the table with the same meaning
   difference from prefill(1, p) is what a running batch costs a prefill on this backend:
   on an engine alone, little more than the step it waits for; through a serving path that
   shares cores with the running requests' token streams, much more.
+* path jitter: every batch-1 prefill sample less the median of its cell. A lone request's
+  TTFT varies from one request to the next (through Ray Serve on this machine: p50 30.5 ms,
+  p90 37.5 ms, mean 33.3 ms over 80 quiet requests); the simulator draws one of these per
+  request for its serving path.
 * capacity: the engine's own caps (max_num_seqs, KV tokens) where it reports them, else
   the caller's figures.
 """
@@ -99,6 +103,14 @@ def prompt_ids(rng: np.random.Generator, n: int, vocab_size: int) -> list[int]:
     return [int(t) for t in rng.integers(16, vocab_size, size=n)]
 
 
+@dataclass(frozen=True)
+class Swept:
+    prefill: Surface
+    decode: Surface
+    join: Surface | None  # None when the plan has no join rows
+    path_jitter_ms: tuple[float, ...]  # batch-1 prefill samples less their cell's median
+
+
 async def sweep(
     target: Target,
     plan: SweepPlan,
@@ -107,8 +119,8 @@ async def sweep(
     seed: int = 0,
     idle_s: float = 0.0,
     max_model_len: int | None = None,
-) -> tuple[Surface, Surface, Surface | None]:
-    """The prefill, decode and join surfaces (join: None when the plan has no join rows)."""
+) -> Swept:
+    """The prefill, decode and join surfaces and the path jitter."""
     rng = np.random.default_rng(seed)
     for _ in range(plan.warmup):
         await _group(target, rng, vocab_size, 2, plan.prefill_tokens[0], plan.decode_steps + 1)
@@ -139,10 +151,13 @@ async def sweep(
             sample = await _join(target, rng, vocab_size, b, p, background)
         return sample
 
+    jitter: list[float] = []
+
     async def grid(rows: tuple[int, ...], columns: tuple[int, ...],
-                   sample: Callable[[int, int], Awaitable[float]],
+                   sample: Callable[[int, int], Awaitable[float]], lone: list[float] | None = None,
                    ) -> tuple[tuple[tuple[float, ...], ...], tuple[tuple[float, ...], ...]]:
-        """Median (ms) and p90-p10 spread of the repetitions at every cell, row by row."""
+        """Median (ms) and p90-p10 spread of the repetitions at every cell, row by row;
+        `lone` gets the batch-1 samples less their cell's median (ms)."""
         ms, spread = [], []
         for b in rows:
             row, row_spread = [], []
@@ -151,13 +166,17 @@ async def sweep(
                 for _ in range(plan.repetitions):
                     samples.append(await sample(b, c))
                     progress(1)
-                row.append(statistics.median(samples) * 1e3)
+                median = statistics.median(samples)
+                row.append(median * 1e3)
                 row_spread.append(_spread(samples) * 1e3)
+                if lone is not None and b == 1:
+                    lone.extend(round((x - median) * 1e3, 3) for x in samples)
             ms.append(tuple(row))
             spread.append(tuple(row_spread))
         return tuple(ms), tuple(spread)
 
-    prefill_ms, prefill_spread = await grid(plan.prefill_batch, plan.prefill_tokens, prefill)
+    prefill_ms, prefill_spread = await grid(plan.prefill_batch, plan.prefill_tokens, prefill,
+                                            jitter)
     decode_ms, decode_spread = await grid(plan.decode_batch, plan.decode_context, decode)
     join_surface = None
     if plan.join_batch:
@@ -165,10 +184,11 @@ async def sweep(
         join_surface = Surface(plan.join_batch, plan.prefill_tokens, join_ms, join_spread)
 
     contexts = tuple(c + plan.decode_steps // 2 for c in plan.decode_context)
-    return (
+    return Swept(
         Surface(plan.prefill_batch, plan.prefill_tokens, prefill_ms, prefill_spread),
         Surface(plan.decode_batch, contexts, decode_ms, decode_spread),
         join_surface,
+        tuple(sorted(jitter)),
     )
 
 
@@ -278,13 +298,11 @@ def make_table(
     engine: dict[str, Any],
     model: dict[str, Any],
     command: str,
-    prefill: Surface,
-    decode: Surface,
+    swept: Swept,
     capacity: dict[str, int],
     plan: SweepPlan,
     elapsed_s: float,
     idle_ms: float = 0.0,
-    join: Surface | None = None,
 ) -> ProfileTable:
     return ProfileTable(
         backend_id=backend_id,
@@ -295,16 +313,18 @@ def make_table(
         model=model,
         created=dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
         command=command,
-        prefill=prefill,
-        decode=decode,
+        prefill=swept.prefill,
+        decode=swept.decode,
         capacity=capacity,
-        join=join,
+        join=swept.join,
+        path_jitter_ms=swept.path_jitter_ms,
         notes={
             "repetitions": plan.repetitions,
             "warmup": plan.warmup,
             "decode_steps": plan.decode_steps,
             "idle_ms_before_prefill": idle_ms,
-            "join_running_prompt_tokens": JOIN_BACKGROUND_PROMPT if join is not None else None,
+            "join_running_prompt_tokens": (JOIN_BACKGROUND_PROMPT if swept.join is not None
+                                           else None),
             "elapsed_s": round(elapsed_s, 1),
             "load_average": list(os.getloadavg()),
         },

@@ -55,6 +55,9 @@ class ProfileTable:
     # decoding sequences (its TTFT less half a decode step). Optional: without it, joining
     # costs what prefill(1, tokens) costs on an idle backend.
     join: Surface | None = None
+    # A lone request's TTFT less the median of its cell, every batch-1 prefill sample (ms,
+    # sorted): how much the serving path varies from one request to the next. Optional.
+    path_jitter_ms: tuple[float, ...] = ()
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2) + "\n"
@@ -142,7 +145,20 @@ def parse_profile(raw: Any, where: str = "profile") -> ProfileTable:
         schema_version=version,
         join=(_surface(raw["join"], f"{where}: join", "join")
               if raw.get("join") is not None else None),
+        path_jitter_ms=finite_numbers(raw.get("path_jitter_ms"), f"{where}: path_jitter_ms",
+                                "path_jitter_ms"),
     )
+
+
+def finite_numbers(raw: Any, where: str, name: str) -> tuple[float, ...]:
+    """A JSON list of finite numbers, sorted (None: empty), or a ProfileError naming `name`."""
+    if raw is None:
+        return ()
+    if not isinstance(raw, list) or not all(
+            isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+            for v in raw):
+        raise ProfileError(f"{where} must be a list of finite numbers", name)
+    return tuple(sorted(float(v) for v in raw))
 
 
 def _surface(raw: Any, where: str, name: str) -> Surface:

@@ -112,6 +112,27 @@ def test_the_serving_path_delays_a_joiner_without_stalling_the_running_batch() -
     assert second.ttft_ms == pytest.approx(56.6 + 1.6 - 30.0)
 
 
+def test_each_request_draws_its_serving_path_from_the_tables_jitter() -> None:
+    jitter = (-1.0, 0.0, 5.0)
+    model = served(20.0)
+    jittery = LatencyModel(dataclasses.replace(model.profile, path_jitter_ms=jitter))
+    in_process = LatencyModel(dataclasses.replace(synthetic_profile(), path_jitter_ms=jitter))
+    assert in_process.path_jitter_ms == ()  # no serving path, nothing to vary
+    spec = workload(arrival={"process": "constant", "rate_rps": 10.0}, num_requests=300)
+
+    def ttfts(m: LatencyModel) -> list[float]:
+        return [r.ttft_ms or 0.0 for r in simulate([SimBackend("a", m, 1.0)],
+                                                   make_policy("round-robin"), spec)]
+
+    lone = ttfts(model)[0]  # 100 ms apart: each request alone, the table's TTFT
+    drawn = ttfts(jittery)
+    deviations = [round(t - lone, 6) for t in drawn]
+    assert sorted(set(deviations)) == [-1.0, 0.0, 5.0]
+    assert min(deviations.count(j) for j in jitter) > 60  # each about a third of the time
+    assert drawn == ttfts(jittery)  # seeded by the workload: the same draws again
+    assert ttfts(in_process) == ttfts(LatencyModel(synthetic_profile()))
+
+
 def interference(while_prefilling: float, while_decoding: float) -> InterferenceTable:
     """a and b slow each other by these factors while the other prefills / decodes."""
     return InterferenceTable("node", tuple(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 from dataclasses import replace
 from typing import Any
@@ -64,6 +65,7 @@ def test_probe_measures_the_tables_own_cells_and_their_ratio() -> None:
     assert probe.factor("prefill") == pytest.approx(1.5)
     assert probe.factor("decode") == pytest.approx(1.5)
     assert probe.table == {"created": TABLE.created, "command": TABLE.command}
+    assert probe.path_jitter_ms == (0.0,) * 9  # the same time every time: no jitter
 
 
 def test_rescale_multiplies_each_surface_by_its_factor() -> None:
@@ -79,6 +81,14 @@ def test_rescale_multiplies_each_surface_by_its_factor() -> None:
     assert parse_profile(json.loads(out.to_json())) == out  # still a valid table
 
 
+def test_rescale_pools_the_probes_path_jitter() -> None:
+    first = dataclasses.replace(_probe(1.0, 1.0), path_jitter_ms=(-1.0, 3.0))
+    second = dataclasses.replace(_probe(1.0, 1.0), path_jitter_ms=(0.0,))
+    assert rescale(TABLE, [first, second], "t").path_jitter_ms == (-1.0, 0.0, 3.0)
+    kept = replace(TABLE, path_jitter_ms=(-2.0, 4.0))  # probes without any: the table's, rescaled
+    assert rescale(kept, [_probe(1.5, 1.0, kept)], "t").path_jitter_ms == (-3.0, 6.0)
+
+
 def test_rescale_refuses_a_probe_of_another_table() -> None:
     other = replace(TABLE, created="2026-02-02T00:00:00Z")
     with pytest.raises(ProfileError) as err:
@@ -91,9 +101,15 @@ def test_rescale_refuses_a_probe_of_another_table() -> None:
 
 def test_a_probe_round_trips_and_a_bad_one_names_its_field() -> None:
     probe = _probe(1.1, 0.9)
+    probe = dataclasses.replace(probe, path_jitter_ms=(-1.5, 0.0, 2.25))
     raw = json.loads(probe.to_json())
     assert raw["factors"] == {"prefill": 1.1, "decode": 0.9}
     assert parse_probe(raw) == probe
+    raw["path_jitter_ms"] = [1, "x"]
+    with pytest.raises(ProfileError) as err:
+        parse_probe(raw)
+    assert err.value.field == "path_jitter_ms"
+    raw["path_jitter_ms"] = []
     raw["cells"][2]["measured_ms"] = 0
     with pytest.raises(ProfileError) as err:
         parse_probe(raw)

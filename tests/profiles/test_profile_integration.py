@@ -65,3 +65,22 @@ def test_validate_meets_the_loose_accuracy_bar(measured: Path, tiny_model_dir: P
     corrected = report["corrected"]
     for metric in ("tpot", "e2e"):
         assert corrected[metric]["mape_pct"] < 30, (metric, corrected[metric])
+
+
+def test_a_probe_of_the_same_engine_finds_it_near_its_table(
+        measured: Path, tiny_model_dir: Path, tmp_path: Path) -> None:
+    probe, rescaled = tmp_path / "probe.json", tmp_path / "rescaled.json"
+    cli = [sys.executable, "-m", "serving.cli", "profile"]
+    subprocess.run([*cli, "probe", "--engine", "onnxruntime", "--model", str(tiny_model_dir),
+                    "--table", str(measured), "--repetitions", "3", "--out", str(probe)],
+                   check=True, timeout=300)
+    factors = json.loads(probe.read_text())["factors"]
+    # The same engine on the same machine minutes later: within a wide band of 1 (a probe of
+    # the wrong cells, or of a gap instead of a step, lands far outside it).
+    assert 0.4 < factors["prefill"] < 2.5 and 0.4 < factors["decode"] < 2.5
+    subprocess.run([*cli, "rescale", "--table", str(measured), "--probe", str(probe),
+                    "--out", str(rescaled)], check=True, timeout=60)
+    table, before = load_profile(rescaled), load_profile(measured)
+    assert table.notes["rescaled"]["prefill"] == factors["prefill"]
+    assert table.decode.ms[0][0] == pytest.approx(before.decode.ms[0][0] * factors["decode"],
+                                                  rel=1e-3)

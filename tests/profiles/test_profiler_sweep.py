@@ -84,7 +84,7 @@ def test_join_measures_a_prefill_while_others_decode() -> None:
     plan = SweepPlan(prefill_batch=(1,), prefill_tokens=(16,), decode_batch=(1,),
                      decode_context=(16,), decode_steps=2, repetitions=3, warmup=0,
                      join_batch=(1, 4))
-    _, _, join = run_virtual(sweep(_Streaming(), plan, vocab_size=512))
+    join = run_virtual(sweep(_Streaming(), plan, vocab_size=512)).join
     assert join is not None and join.batch == (1, 4) and join.tokens == (16,)
     one, four = join.ms[0][0], join.ms[1][0]
     # TTFT less half the running requests' step: 5 + 4 b - 1 ms
@@ -111,5 +111,33 @@ class _Stalls:
 def test_decode_step_is_the_mean_gap_as_tpot_is() -> None:
     plan = SweepPlan(prefill_batch=(1,), prefill_tokens=(16,), decode_batch=(1,),
                      decode_context=(16,), decode_steps=8, repetitions=1, warmup=0)
-    _, decode, _ = run_virtual(sweep(_Stalls(), plan, vocab_size=512))
+    decode = run_virtual(sweep(_Stalls(), plan, vocab_size=512)).decode
     assert decode.ms[0][0] == pytest.approx((6 * 2 + 2 * 8) / 8)  # the median gap would be 2
+
+
+class _Varying:
+    """A first token after 30, 30, 34, 41 ms in turn (one request after another); 1 ms a token."""
+
+    def __init__(self) -> None:
+        self.ttft = iter([0.030, 0.030, 0.034, 0.041] * 10)
+
+    async def run(self, prompt_ids: list[int], max_tokens: int, on_tokens: Any = None) -> Timing:
+        timing = Timing(now(), prompt_tokens=len(prompt_ids), completion_tokens=max_tokens)
+        await asyncio.sleep(next(self.ttft))
+        timing.token_times.append(now())
+        for _ in range(max_tokens - 1):
+            await asyncio.sleep(0.001)
+            timing.token_times.append(now())
+        return timing
+
+    def describe(self) -> dict[str, Any]:
+        return {}
+
+
+def test_path_jitter_is_every_lone_prefill_less_its_cells_median() -> None:
+    plan = SweepPlan(prefill_batch=(1, 2), prefill_tokens=(16, 64), decode_batch=(1,),
+                     decode_context=(16,), decode_steps=2, repetitions=4, warmup=0)
+    swept = run_virtual(sweep(_Varying(), plan, vocab_size=512))
+    assert swept.prefill.ms[0] == (pytest.approx(32.0), pytest.approx(32.0))  # median of four
+    # batch 1 only (a batch of two waits for the slower of two draws), both prompt lengths
+    assert swept.path_jitter_ms == pytest.approx((-2, -2, -2, -2, 2, 2, 9, 9))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -28,6 +29,9 @@ def test_round_trip(tmp_path: Path) -> None:
     joined = synthetic_profile(join_ms_per_running=3.0)
     joined.save(tmp_path / "j.json")
     assert load_profile(tmp_path / "j.json") == joined
+    jittery = dataclasses.replace(table, path_jitter_ms=(-1.5, 0.0, 4.25))
+    jittery.save(tmp_path / "p.json")
+    assert load_profile(tmp_path / "p.json") == jittery
 
 
 @pytest.mark.parametrize(
@@ -42,6 +46,7 @@ def test_round_trip(tmp_path: Path) -> None:
         (lambda r: r["capacity"].update(max_num_seqs=0), "capacity.max_num_seqs"),
         (lambda r: r["model"].pop("checksum"), "model.checksum"),
         (lambda r: r.update(join={"batch": [1], "tokens": [16], "ms": [[0.0]]}), "join.ms"),
+        (lambda r: r.update(path_jitter_ms=[0.5, None]), "path_jitter_ms"),
     ],
 )
 def test_malformed_tables_name_the_field(tmp_path: Path, mutate, field: str) -> None:  # type: ignore[no-untyped-def]

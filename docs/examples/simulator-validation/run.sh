@@ -12,14 +12,15 @@
 #     (live-R-repeat/validation.md) is how far two live runs of the same requests drift apart.
 #     Before the first live run and after each, every backend's speed is probed against its
 #     in-fleet table (`costroute profile probe`, profiles/probes/N/): this machine's speed
-#     drifts by 10-25% within minutes.
+#     drifts by 10-25% within minutes; the probes' lone TTFTs also give the serving path's
+#     jitter as of then.
 #  3. `costroute simulate --against` each live run, once with the fleet's own (in-process)
 #     tables, the served tables, the in-fleet tables, the in-fleet tables with the
 #     interference table, and the in-fleet tables rescaled by the probes just before and just
 #     after the live run (`costroute profile rescale`, profiles/rescaled-R/) with the
 #     interference table (sim-*/validation.md).
 #
-#   docs/examples/simulator-validation/run.sh          (~45 min on a 2-core machine)
+#   docs/examples/simulator-validation/run.sh          (~50 min on a 2-core machine)
 set -euo pipefail
 cd "$(dirname "$0")/../../.."
 OUT=${OUT:-docs/examples/simulator-validation}
@@ -60,7 +61,7 @@ probes=0
 probe() {  # each backend's speed now against its in-fleet table -> profiles/probes/N/
   for b in cpu-vllm cpu-onnxruntime cpu-onnxruntime-1t; do
     "${CR[@]}" profile probe --url "http://127.0.0.1:$PORT" --model costroute-llama-tiny \
-        --pin-backend "$b" --table "$OUT/profiles/in-fleet/$b.json" \
+        --pin-backend "$b" --table "$OUT/profiles/in-fleet/$b.json" --repetitions 9 \
         --out "$OUT/profiles/probes/$probes/$b.json"
   done
   probes=$((probes + 1))
