@@ -20,7 +20,7 @@
 #     after the live run (`costroute profile rescale`, profiles/rescaled-R/) with the
 #     interference table (sim-*/validation.md).
 #
-#   docs/examples/simulator-validation/run.sh          (~50 min on a 2-core machine)
+#   docs/examples/simulator-validation/run.sh          (~40 min on a 2-core machine)
 set -euo pipefail
 cd "$(dirname "$0")/../../.."
 OUT=${OUT:-docs/examples/simulator-validation}
