@@ -14,6 +14,9 @@ method (the same idle time before each prefill, the same decode steps), in secon
   decode times the decode factor; several probes (say one before and one after a load test)
   count by the geometric mean of their factors, and their path jitter, pooled, replaces the
   table's.
+
+A probe is quiet: it says how far the machine drifted, not always what the lone requests of a
+live run minutes away met (profiles/README.md, simulator validation run 13).
 """
 
 from __future__ import annotations

@@ -9,8 +9,8 @@ What one measurement is (the latency model reads the table with the same meaning
   request just before.
 * decode(b, c): b requests of c prompt tokens sent at once, `decode_steps` + 1 tokens each;
   the mean gap between consecutive tokens once all are decoding (TPOT is a mean gap too: over
-  HTTP a few stalled gaps among short ones are part of what a client waits). The context axis is the
-  mean context during those steps, c + decode_steps / 2.
+  HTTP a few stalled gaps among short ones are part of what a client waits). The context axis
+  is the mean context during those steps, c + decode_steps / 2.
 * join(b, p): b requests of 64 prompt tokens decoding (128 tokens each, twice that while
   they end too soon); once each has streamed two tokens, one request of p prompt tokens
   joins them with max_tokens=1. Stored: its TTFT less half the decode step the

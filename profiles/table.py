@@ -146,7 +146,7 @@ def parse_profile(raw: Any, where: str = "profile") -> ProfileTable:
         join=(_surface(raw["join"], f"{where}: join", "join")
               if raw.get("join") is not None else None),
         path_jitter_ms=finite_numbers(raw.get("path_jitter_ms"), f"{where}: path_jitter_ms",
-                                "path_jitter_ms"),
+                                      "path_jitter_ms"),
     )
 
 
