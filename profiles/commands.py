@@ -49,8 +49,8 @@ def register(sub: Any) -> None:
         "probe", help="how fast a backend is now against its table (seconds, not minutes)",
         description=(
             "Re-measure a few of a table's own batch-1 cells (prefill up to 256 prompt tokens, "
-            "one decode step at a chat's context) with the table's method, and write the "
-            "measured / table ratios. A machine whose speed drifts (shared or virtual) can be "
+            "the decode step at every context) with the table's method, and write the "
+            "measured / table ratios and the lone prefills' spread (path jitter). A machine whose speed drifts (shared or virtual) can be "
             "probed right before and after a load test; `profile rescale` then gives the "
             "table as of that test."))
     _target_args(probe)
@@ -64,8 +64,9 @@ def register(sub: Any) -> None:
         "rescale", help="a table times the speed its probes measured",
         description=(
             "Multiply a table's prefill and join surfaces by its probes' prefill factor and "
-            "its decode surface by their decode factor (geometric means over the probes). "
-            "The new table names the original and the probes in notes.rescaled."))
+            "its decode surface by their decode factor (geometric means over the probes), "
+            "and replace its path jitter with theirs. The new table names the original and the "
+            "probes in notes.rescaled."))
     rescale.add_argument("--table", required=True, help="the profile table the probes measured")
     rescale.add_argument("--probe", action="append", required=True, metavar="PROBE",
                          help="a probe of that table (`profile probe`; repeatable)")
