@@ -296,11 +296,12 @@ def _cmd_probe(args: argparse.Namespace) -> int:
 async def _probe(args: argparse.Namespace, table: Any) -> int:
     from tqdm import tqdm
 
-    from profiles.drift import measure_probe, probe_measurements
+    from profiles.drift import measure_probe, probe_plan
 
     target, facts, close = await _open_target(args)
     try:
-        with tqdm(total=probe_measurements(table, args.repetitions), unit="run", file=sys.stderr,
+        total = probe_plan(table, args.repetitions).measurements
+        with tqdm(total=total, unit="run", file=sys.stderr,
                   desc=f"probing {table.backend_id}") as bar:
             probe = await measure_probe(target, table, facts["vocab_size"], _command_line(),
                                         args.repetitions, bar.update)

@@ -24,11 +24,13 @@ from __future__ import annotations
 import datetime as dt
 import json
 import math
+import statistics
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any, Literal
 
+from profiles.profiler import SweepPlan, sweep
 from profiles.table import (
     ProfileError,
     ProfileTable,
@@ -67,7 +69,7 @@ class SpeedProbe:
     path_jitter_ms: tuple[float, ...] = ()
 
     def factor(self, surface: SurfaceName) -> float:
-        return _geomean([c.ratio for c in self.cells if c.surface == surface])
+        return statistics.geometric_mean([c.ratio for c in self.cells if c.surface == surface])
 
     def to_json(self) -> str:
         raw = asdict(self)
@@ -78,21 +80,21 @@ class SpeedProbe:
         save_json(path, self.to_json())
 
 
-def _geomean(values: Sequence[float]) -> float:
-    return math.exp(sum(math.log(v) for v in values) / len(values))
-
-
-def probe_cells(table: ProfileTable) -> tuple[tuple[int, ...], tuple[int, ...]]:
-    """(prefill prompt lengths, decode contexts) the probe measures: cells of the table."""
+def probe_plan(table: ProfileTable, repetitions: int) -> SweepPlan:
+    """The table's batch-1 cells a probe measures, with the table's decode steps."""
     if table.prefill.batch[0] != 1 or table.decode.batch[0] != 1:
         raise ProfileError(f"profile {table.backend_id}: a probe needs batch-1 rows", "batch")
     prompts = tuple(t for t in table.prefill.tokens if t <= MAX_PREFILL_TOKENS)
-    return prompts or table.prefill.tokens[:1], table.decode.tokens
+    steps = int(table.notes.get("decode_steps", 16))
+    return SweepPlan(prefill_batch=(1,), prefill_tokens=prompts or table.prefill.tokens[:1],
+                     decode_batch=(1,),
+                     decode_context=tuple(max(1, c - steps // 2) for c in table.decode.tokens),
+                     decode_steps=steps, repetitions=repetitions, warmup=1)
 
 
 def make_probe(table: ProfileTable, prefill: Surface, decode: Surface, command: str,
                notes: dict[str, Any], path_jitter_ms: tuple[float, ...] = ()) -> SpeedProbe:
-    """A probe from measured batch-1 surfaces at `probe_cells(table)`."""
+    """A probe from measured batch-1 surfaces at cells of `table` (`probe_plan`)."""
     cells = [ProbeCell("prefill", 1, t, table.prefill.ms[0][table.prefill.tokens.index(t)],
                        prefill.ms[0][j]) for j, t in enumerate(prefill.tokens)]
     cells += [ProbeCell("decode", 1, c, table.decode.ms[0][table.decode.tokens.index(c)],
@@ -106,25 +108,14 @@ async def measure_probe(target: Target, table: ProfileTable, vocab_size: int, co
                         repetitions: int = 5, progress: Callable[[int], None] = lambda n: None,
                         seed: int = 0) -> SpeedProbe:
     """Measure the probe cells with the table's method (idle before prefill, decode steps)."""
-    from profiles.profiler import SweepPlan, sweep
-
-    prompts, contexts = probe_cells(table)
-    steps = int(table.notes.get("decode_steps", 16))
+    plan = probe_plan(table, repetitions)
     idle_ms = float(table.notes.get("idle_ms_before_prefill") or 0.0)
-    plan = SweepPlan(prefill_batch=(1,), prefill_tokens=prompts, decode_batch=(1,),
-                     decode_context=tuple(max(1, c - steps // 2) for c in contexts),
-                     decode_steps=steps,
-                     repetitions=repetitions, warmup=1)
     swept = await sweep(target, plan, vocab_size, progress, seed=seed, idle_s=idle_ms / 1e3)
-    decode = replace(swept.decode, tokens=contexts)  # the table's columns, even when c < steps/2
+    # the table's own columns, even where c < steps / 2 made the sweep's differ
+    decode = replace(swept.decode, tokens=table.decode.tokens)
     return make_probe(table, swept.prefill, decode, command,
-                      {"repetitions": repetitions, "decode_steps": steps,
+                      {"repetitions": repetitions, "decode_steps": plan.decode_steps,
                        "idle_ms_before_prefill": idle_ms}, swept.path_jitter_ms)
-
-
-def probe_measurements(table: ProfileTable, repetitions: int) -> int:
-    prompts, contexts = probe_cells(table)
-    return (len(prompts) + len(contexts)) * repetitions
 
 
 def rescale(table: ProfileTable, probes: Sequence[SpeedProbe], command: str) -> ProfileTable:
@@ -139,8 +130,8 @@ def rescale(table: ProfileTable, probes: Sequence[SpeedProbe], command: str) -> 
             raise ProfileError(f"the probe of {p.created} measured the table created "
                                f"{p.table.get('created')}, not this one ({table.created})",
                                "table.created")
-    prefill = _geomean([p.factor("prefill") for p in probes])
-    decode = _geomean([p.factor("decode") for p in probes])
+    prefill = statistics.geometric_mean([p.factor("prefill") for p in probes])
+    decode = statistics.geometric_mean([p.factor("decode") for p in probes])
     jitter = tuple(sorted(v for p in probes for v in p.path_jitter_ms)) or tuple(
         v * prefill for v in table.path_jitter_ms)
     return replace(
