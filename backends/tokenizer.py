@@ -16,6 +16,7 @@ class Tokenizer:
         self.chat_template: str | None = config.get("chat_template")
         self.eos_token_id: int | None = self._tok.token_to_id(config.get("eos_token", ""))
         self.vocab_size: int = self._tok.get_vocab_size()
+        self._compiled: Any = None
 
     def encode(self, text: str) -> list[int]:
         return list(self._tok.encode(text, add_special_tokens=False).ids)
@@ -26,11 +27,16 @@ class Tokenizer:
     def apply_chat_template(
         self, messages: list[dict[str, Any]], add_generation_prompt: bool = True
     ) -> str:
-        import jinja2
-
         if not self.chat_template:
             raise ValueError("this model has no chat template")
-        env = jinja2.Environment(autoescape=False, keep_trailing_newline=True)
-        return env.from_string(self.chat_template).render(
-            messages=messages, add_generation_prompt=add_generation_prompt
-        )
+        return str(self._template().render(messages=messages,
+                                           add_generation_prompt=add_generation_prompt))
+
+    def _template(self) -> Any:
+        """The chat template, compiled once (compiling it took longer than rendering it)."""
+        if self._compiled is None:
+            import jinja2
+
+            env = jinja2.Environment(autoescape=False, keep_trailing_newline=True)
+            self._compiled = env.from_string(self.chat_template or "")
+        return self._compiled

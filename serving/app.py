@@ -23,8 +23,11 @@ from backends.interface import Chunk, GenerateRequest, Usage
 from serving import openai_api as api
 from serving.config import FleetConfig, load_fleet_config
 from serving.router import Routed, Router
+from serving.streaming import batched
 
 POLL_INTERVAL_S = 0.5
+LONG_PROMPT_CHARS = 4096  # longer prompts are tokenized in a worker thread, off the event loop
+OVERHEAD_HEADER = "x-costroute-overhead-ms"  # the ingress's own time on this request
 
 
 @serve.deployment(ray_actor_options={"num_cpus": 0}, max_ongoing_requests=256,
@@ -34,17 +37,20 @@ class BackendDeployment:
 
     # Ray actors may construct asynchronously.
     async def __init__(  # type: ignore[misc]
-        self, backend_id: str, engine: str, engine_options: dict[str, Any]
+        self, backend_id: str, engine: str, engine_options: dict[str, Any],
+        stream_interval_ms: float = 0.0,
     ) -> None:
         from backends.registry import make_engine
 
         self.backend_id = backend_id
         self.engine = make_engine(engine, engine_options)
+        self.stream_interval_s = stream_interval_ms / 1e3
         await self.engine.start()
 
-    async def generate(self, request: GenerateRequest) -> AsyncIterator[Chunk]:
-        async for chunk in self.engine.generate(request):
-            yield chunk
+    async def generate(self, request: GenerateRequest) -> AsyncIterator[list[Chunk]]:
+        """The engine's chunks in batches (serving/streaming.py): one Ray message per batch."""
+        async for batch in batched(self.engine.generate(request), self.stream_interval_s):
+            yield batch
 
     async def abort(self, request_id: str) -> None:
         await self.engine.abort(request_id)
@@ -60,38 +66,52 @@ class BackendDeployment:
 
 
 class _Run:
-    """One routed request's stream from its backend, with timing and tracking."""
+    """One routed request's stream from its backend (batches of chunks), with timing,
+    tracking and the ingress's own time: `overhead_s` counts what the ingress spends on the
+    request outside waiting for the backend (parsing, routing, encoding the answer)."""
 
-    def __init__(self, router: Router, routed: Routed, stream: Any, sent: float) -> None:
+    def __init__(self, router: Router, routed: Routed, stream: Any, sent: float,
+                 overhead_s: float) -> None:
         self.router, self.routed, self.stream, self.sent = router, routed, stream, sent
+        self.overhead_s = overhead_s
         self.first_at: float | None = None
         self.last_at: float | None = None
         self.completion_tokens = 0
         self.done = False
+        self._resumed: float | None = None  # when the ingress took over the last batch
 
-    async def next(self) -> Chunk | None:
+    async def next(self) -> list[Chunk] | None:
+        """The next batch (never empty), or None when the stream has ended."""
+        if self._resumed is not None:
+            self.overhead_s += time.monotonic() - self._resumed
+            self._resumed = None
         try:
-            chunk: Chunk = await self.stream.__anext__()
+            batch: list[Chunk] = await self.stream.__anext__()
         except StopAsyncIteration:
             return None
-        now = time.monotonic()
-        if chunk.token_ids:
+        now = self._resumed = time.monotonic()
+        count = sum(len(c.token_ids) for c in batch)
+        if count:
             self.first_at = self.first_at or now
             self.last_at = now
-            self.router.tokens(self.routed, len(chunk.token_ids))
-        if chunk.usage is not None:
-            self.completion_tokens = chunk.usage.completion_tokens
-        return chunk
+            self.router.tokens(self.routed, count)
+        usage = batch[-1].usage
+        if usage is not None:
+            self.completion_tokens = usage.completion_tokens
+        return batch
 
     def finish(self, outcome: str) -> None:
         if self.done:
             return
         self.done = True
+        if self._resumed is not None:
+            self.overhead_s += time.monotonic() - self._resumed
         if outcome != "ok":
             self.stream.cancel()  # a client that went away aborts its request in the engine
         ttft = (self.first_at - self.sent) * 1e3 if self.first_at else None
         e2e = (self.last_at - self.sent) * 1e3 if self.last_at else None
-        self.router.finished(self.routed, outcome, ttft, e2e, self.completion_tokens)
+        self.router.finished(self.routed, outcome, ttft, e2e, self.completion_tokens,
+                             self.overhead_s * 1e3)
 
 
 def _api_error(exc: BaseException) -> api.ApiError:
@@ -169,9 +189,14 @@ class Ingress:
                 parsed = api.parse_completion(body, self.config.served_model_name)
             slo, slo_class = api.resolve_slo(parsed, request.headers, self.config.slo_classes,
                                              self.config.default_slo_class)
-            ids, max_tokens = self.router.prepare(parsed.prompt, parsed.prompt_token_ids,
-                                                  parsed.max_tokens)
-            parsed = parsed.with_max_tokens(max_tokens)
+            if parsed.prompt_token_ids is None and len(parsed.prompt or "") > LONG_PROMPT_CHARS:
+                ids, max_tokens = await asyncio.to_thread(  # keep the event loop serving
+                    self.router.prepare, parsed.prompt, None, parsed.max_tokens)
+            else:
+                ids, max_tokens = self.router.prepare(parsed.prompt, parsed.prompt_token_ids,
+                                                      parsed.max_tokens)
+            if parsed.sampling is None:  # "up to the context": now that the length is known
+                parsed = parsed.with_max_tokens(max_tokens)
             assert parsed.sampling is not None
             pin = api.pinned_backend(request.headers, self.router.states)
             routed = self.router.route(ids, parsed.sampling, slo, slo_class, pin=pin)
@@ -187,60 +212,65 @@ class Ingress:
         gen_request = GenerateRequest(routed.request_id, prompt_token_ids=routed.prompt_token_ids,
                                       sampling=routed.sampling)
         stream = handle.options(stream=True).generate.remote(gen_request)
-        run = _Run(self.router, routed, stream, sent)
         self.router.started(routed, sent)
         headers = self.router.response_headers(routed)
+        run = _Run(self.router, routed, stream, sent, time.monotonic() - sent)
         try:
             first = await run.next()  # errors before the first token become HTTP errors
         except Exception as exc:
             run.finish("error")
             err = _api_error(exc)
             return JSONResponse(err.body(), status_code=err.status, headers=headers)
-        if parsed.stream:
+        if parsed.stream:  # the headers leave now: they can only hold the time before the engine
+            headers[OVERHEAD_HEADER] = f"{run.overhead_s * 1e3:.3f}"
             return StreamingResponse(
                 self._sse(run, first, parsed, chat), media_type="text/event-stream",
                 headers={**headers, "cache-control": "no-cache"})
         return await self._complete(run, first, parsed, chat, headers)
 
-    async def _complete(self, run: _Run, first: Chunk | None, parsed: Any, chat: bool,
+    async def _complete(self, run: _Run, first: list[Chunk] | None, parsed: Any, chat: bool,
                         headers: dict[str, str]) -> Response:
-        texts = [first.text] if first else []
-        last = first
+        chunks = list(first or ())
         try:
-            while last is not None and not last.finished:
-                last = await run.next()
-                if last is not None:
-                    texts.append(last.text)
+            while chunks and not chunks[-1].finished:
+                batch = await run.next()
+                if batch is None:
+                    break
+                chunks.extend(batch)
         except Exception as exc:
             run.finish("error")
             err = _api_error(exc)
             return JSONResponse(err.body(), status_code=err.status, headers=headers)
-        run.finish("ok")
+        last = chunks[-1] if chunks else None
         usage = last.usage if last and last.usage else Usage(len(run.routed.prompt_token_ids),
                                                              run.completion_tokens)
         build = api.chat_response if chat else api.completion_response
         body = build(run.routed.request_id, int(time.time()), self.config.served_model_name,
-                     "".join(texts), (last.finish_reason if last else None) or "abort", usage)
+                     "".join(c.text for c in chunks),
+                     (last.finish_reason if last else None) or "abort", usage)
+        run.finish("ok")
+        headers[OVERHEAD_HEADER] = f"{run.overhead_s * 1e3:.3f}"
         return JSONResponse(body, headers=headers)
 
-    async def _sse(self, run: _Run, first: Chunk | None, parsed: Any,
+    async def _sse(self, run: _Run, first: list[Chunk] | None, parsed: Any,
                    chat: bool) -> AsyncIterator[str]:
+        """One write per batch: its chunks' SSE events (one per chunk, as before) together."""
         encoder = api.StreamEncoder(parsed, run.routed.request_id, int(time.time()),
                                     self.config.served_model_name)
-        chunk = first
+        batch = first
         outcome = "aborted"  # stays so if the client goes away mid-stream
         try:
-            while chunk is not None:
-                for piece in encoder.feed(chunk):
-                    yield piece
-                if chunk.finished:
+            while batch is not None:
+                events = "".join(piece for chunk in batch for piece in encoder.feed(chunk))
+                if events:
+                    yield events
+                if batch[-1].finished:
                     break
-                chunk = await run.next()
+                batch = await run.next()
             outcome = "ok"
         except Exception as exc:  # the stream has started: report in-band, like vLLM
             outcome = "error"
-            for piece in encoder.error(_api_error(exc)):
-                yield piece
+            yield "".join(encoder.error(_api_error(exc)))
         finally:
             run.finish(outcome)
 
@@ -276,7 +306,7 @@ def build_app(config: FleetConfig) -> Any:
         else:
             options["num_replicas"] = b.replicas
         handles[b.id] = BackendDeployment.options(**options).bind(  # type: ignore[attr-defined]
-            b.id, b.engine, dict(b.engine_options))
+            b.id, b.engine, dict(b.engine_options), b.stream_interval_ms)
     return Ingress.options(name="ingress").bind(  # type: ignore[attr-defined]
         config.model_dump(), handles)
 

@@ -67,6 +67,11 @@ class BackendSpec(_Strict):
     ray_actor_options: RayActorOptions = Field(default_factory=lambda: RayActorOptions.model_validate({}))
     max_ongoing_requests: int = Field(256, ge=1,
                                       description="Ray Serve cap per replica (Ray's default 5 throttles)")
+    stream_interval_ms: float = Field(
+        20.0, ge=0, le=1000,
+        description="the replica sends a request's ready tokens to the ingress as one message "
+                    "at most this often (the first token and the end go at once); 0: each "
+                    "wake-up sends what is ready")
 
     @field_validator("engine")
     @classmethod

@@ -27,6 +27,10 @@ class Metrics:
             "costroute_prediction_error_ratio", "Predicted / observed latency",
             ["backend", "metric"], buckets=(0.25, 0.5, 0.67, 0.8, 0.9, 1.0, 1.1, 1.25, 1.5, 2, 4),
             registry=r)
+        self.overhead = Histogram(
+            "costroute_overhead_ms", "The ingress's own time per request outside waiting for "
+            "the backend (parse, route, encode), ms", ["backend"],
+            buckets=(0.1, 0.2, 0.5, 1, 2, 5, 10, 20, 50, 100, 200, 500), registry=r)
         self.inflight = Gauge("costroute_inflight", "Requests in flight", ["backend"], registry=r)
 
     def render(self) -> bytes:

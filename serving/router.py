@@ -98,7 +98,7 @@ class Router:
         self.states[routed.decision.backend_id].tokens(routed.request_id, count)
 
     def finished(self, routed: Routed, outcome: str, ttft_ms: float | None, e2e_ms: float | None,
-                 completion_tokens: int) -> None:
+                 completion_tokens: int, overhead_ms: float | None = None) -> None:
         backend = routed.decision.backend_id
         assert backend is not None
         tpot_ms = ((e2e_ms - ttft_ms) / (completion_tokens - 1)
@@ -113,6 +113,8 @@ class Router:
         m.inflight.labels(backend).dec()
         m.requests.labels(backend, outcome).inc()
         m.expected_usd.labels(backend).inc(routed.decision.cost_usd)
+        if overhead_ms is not None:
+            m.overhead.labels(backend).observe(overhead_ms)
         if not ok or ttft_ms is None or e2e_ms is None:
             if routed.slo_class or not routed.slo.is_empty():
                 m.slo.labels(routed.slo_class or "custom", backend, "false").inc()
