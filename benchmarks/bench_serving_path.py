@@ -217,7 +217,9 @@ def serve_side(args: argparse.Namespace, side: str, spec: BackendSpec, model_dir
         cmd = [sys.executable, "-m", "serving.cli", "serve", "--config", args.config,
                "--backend", spec.id, "--port", str(port)]
         shown = shlex.join(["costroute", *cmd[3:]])
+        # Ray keeps its sockets under $TMPDIR, whose path must stay short (AF_UNIX): the default
         env.pop("VLLM_RPC_BASE_PATH", None)
+        env.pop("TMPDIR", None)
     url = f"http://127.0.0.1:{port}"
     info: dict[str, Any] = {"side": side, "server_command": shown.replace(str(work) + "/", ""),
                             "levels": []}
@@ -308,7 +310,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--ort-backend", default="cpu-onnxruntime",
                    help="the config's ONNX Runtime backend id")
     p.add_argument("--sides", default=",".join(SIDES),
-                   help=f"comma-separated subset of {','.join(SIDES)}")
+                   help=f"comma-separated subset of {','.join(SIDES)}; empty: the decision "
+                        "time only")
     p.add_argument("--concurrency", default="1,8,32", help="levels (default 1,8,32)")
     p.add_argument("--prompt-tokens", type=int, default=128)
     p.add_argument("--output-tokens", type=int, default=128)

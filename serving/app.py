@@ -9,6 +9,7 @@ streams the answer back through `DeploymentHandle.options(stream=True)`.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import AsyncIterator
 from typing import Any
@@ -26,12 +27,17 @@ from serving.router import Routed, Router
 from serving.streaming import batched
 
 POLL_INTERVAL_S = 0.5
+LOAD_TIMEOUT_S = 5.0  # a backend whose load() takes longer counts as unhealthy
 LONG_PROMPT_CHARS = 4096  # longer prompts are tokenized in a worker thread, off the event loop
 OVERHEAD_HEADER = "x-costroute-overhead-ms"  # the ingress's own time on this request
 
 
+# No access log lines: one per request and one per load poll (two a second per backend).
+_LOGGING = {"enable_access_log": False}
+
+
 @serve.deployment(ray_actor_options={"num_cpus": 0}, max_ongoing_requests=256,
-                  graceful_shutdown_timeout_s=5)
+                  graceful_shutdown_timeout_s=5, logging_config=_LOGGING)
 class BackendDeployment:
     """One backend's engine, in-process in this replica."""
 
@@ -129,7 +135,7 @@ fastapi_app = FastAPI(title="costroute", docs_url=None, redoc_url=None)
 
 
 @serve.deployment(ray_actor_options={"num_cpus": 0}, max_ongoing_requests=1024,
-                  graceful_shutdown_timeout_s=5)
+                  graceful_shutdown_timeout_s=5, logging_config=_LOGGING)
 @serve.ingress(fastapi_app)
 class Ingress:
     def __init__(self, config: dict[str, Any], handles: dict[str, DeploymentHandle]) -> None:
@@ -145,6 +151,7 @@ class Ingress:
         max_len = int(manifest["recipe"]["max_position_embeddings"])
         self.router = Router(self.config, self.tokenizer, max_len, manifest["checksum"])
         self._poller: asyncio.Task[None] | None = None
+        self._polled = asyncio.Event()  # the poller's first round is done
 
     # ---- endpoints ----------------------------------------------------------------------
 
@@ -164,7 +171,7 @@ class Ingress:
 
     @fastapi_app.get("/health")
     async def health(self) -> Response:
-        self._ensure_poller()
+        await self._ready()
         states = {bid: s.healthy for bid, s in self.router.states.items()}
         ok = any(states.values())
         return JSONResponse({"status": "ok" if ok else "unavailable", "backends": states},
@@ -178,8 +185,8 @@ class Ingress:
     # ---- one request ----------------------------------------------------------------------
 
     async def _serve(self, request: Request, chat: bool) -> Response:
-        self._ensure_poller()
         sent = time.monotonic()
+        await self._ready()
         try:
             body = await request.body()
             if chat:
@@ -280,16 +287,27 @@ class Ingress:
         if self._poller is None or self._poller.done():
             self._poller = asyncio.get_running_loop().create_task(self._poll())
 
+    async def _ready(self) -> None:
+        """Start the poller; until its first round is done, wait for it (a bounded time): a
+        backend counts as healthy only once it has answered."""
+        self._ensure_poller()
+        if not self._polled.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._polled.wait(), LOAD_TIMEOUT_S + 1)
+
     async def _poll(self) -> None:
         while True:
-            for bid, handle in self.handles.items():
-                state = self.router.states[bid]
-                try:
-                    state.engine_load = await asyncio.wait_for(handle.load.remote(), 5.0)
-                    state.healthy = True
-                except Exception:
-                    state.healthy = False
+            await asyncio.gather(*(self._poll_one(bid, h) for bid, h in self.handles.items()))
+            self._polled.set()
             await asyncio.sleep(POLL_INTERVAL_S)
+
+    async def _poll_one(self, backend_id: str, handle: DeploymentHandle) -> None:
+        state = self.router.states[backend_id]
+        try:
+            state.engine_load = await asyncio.wait_for(handle.load.remote(), LOAD_TIMEOUT_S)
+            state.healthy = True
+        except Exception:
+            state.healthy = False
 
 
 def build_app(config: FleetConfig) -> Any:

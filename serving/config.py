@@ -68,7 +68,7 @@ class BackendSpec(_Strict):
     max_ongoing_requests: int = Field(256, ge=1,
                                       description="Ray Serve cap per replica (Ray's default 5 throttles)")
     stream_interval_ms: float = Field(
-        20.0, ge=0, le=1000,
+        50.0, ge=0, le=1000,
         description="the replica sends a request's ready tokens to the ingress as one message "
                     "at most this often (the first token and the end go at once); 0: each "
                     "wake-up sends what is ready")
@@ -104,6 +104,12 @@ class FleetConfig(_Strict):
         "max_tokens", description="expected output length: max_tokens as a bound, or a "
                                   "running quantile of observed lengths")
     expected_output_quantile: float = Field(0.9, gt=0, lt=1)
+    serving_path: Literal["direct", "proxy"] = Field(
+        "direct", description="how `costroute serve` runs Ray Serve on the cluster it starts: "
+                              "direct: clients reach the ingress replica's own HTTP server on "
+                              "`port` and deployments talk over gRPC (Ray Serve's throughput-"
+                              "optimized mode); proxy: Ray Serve's defaults, its HTTP proxy on "
+                              "`port` in front of the ingress")
 
     @model_validator(mode="after")
     def _cross_checks(self) -> FleetConfig:

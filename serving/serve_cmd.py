@@ -46,7 +46,13 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     if args.backend:
         config = select_backends(config, args.backend)
     _check_models(config)
+    check_port_free(config.host, config.port)
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    # The cluster started here inherits this environment: set it before Ray is imported.
+    direct = config.serving_path == "direct" and not args.address
+    if direct:
+        for name, value in direct_path_env(config.port).items():
+            os.environ.setdefault(name, value)
     import ray
     from ray import serve
 
@@ -61,7 +67,9 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
     try:
-        serve.start(http_options={"host": config.host, "port": config.port})
+        # direct: the ingress replica serves `port` itself; Ray's proxy idles on a free port
+        serve.start(http_options={"host": config.host,
+                                  "port": _free_port(config.host) if direct else config.port})
         print(f"costroute: starting {len(config.backends)} backends ...", file=sys.stderr)
         serve.run(build_app(config), name="costroute", route_prefix="/")
         print(f"costroute: serving {config.served_model_name} on "
@@ -80,6 +88,44 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         finally:
             ray.shutdown()
     return 0
+
+
+def direct_path_env(port: int) -> dict[str, str]:
+    """Ray Serve's throughput-optimized mode, for the local cluster `costroute serve` starts:
+    the ingress replica runs its own HTTP server (direct ingress, on `port`: the lowest free
+    port of the range Ray is given), deployments call each other over gRPC, and user code and
+    the handle's router run on each replica's main event loop instead of separate threads.
+    Measured by benchmarks/bench_serving_path.py. Replica logs still go to the terminal (the
+    mode alone turns that off); the deployments themselves log no access lines."""
+    return {
+        "RAY_SERVE_THROUGHPUT_OPTIMIZED": "1",
+        "RAY_SERVE_LOG_TO_STDERR": "1",
+        "RAY_SERVE_DIRECT_INGRESS_MIN_HTTP_PORT": str(port),
+        "RAY_SERVE_DIRECT_INGRESS_MAX_HTTP_PORT": str(min(port + 15, 65535)),
+    }
+
+
+def check_port_free(host: str, port: int) -> None:
+    """A ConfigError naming the port when something already listens there."""
+    import socket
+
+    from backends.errors import ConfigError
+
+    with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((host, port))
+        except OSError as exc:
+            raise ConfigError(f"cannot serve on {host}:{port}: {exc.strerror}; stop what uses "
+                              "it or choose another --port", "port") from None
+
+
+def _free_port(host: str) -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind((host, 0))
+        return int(s.getsockname()[1])
 
 
 def select_backends(config: Any, ids: list[str]) -> Any:

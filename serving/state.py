@@ -39,7 +39,7 @@ class BackendState:
         self.model = model
         self.tracker = InflightTracker()
         self.correction = Correction()
-        self.healthy = True
+        self.healthy = False  # until its replica first answers the ingress's load poll
         self.engine_load: EngineLoad | None = None
         self.replicas = spec.replicas if spec.autoscaling is None else max(
             spec.autoscaling.min_replicas, 1)

@@ -139,6 +139,66 @@ def test_sdk_streaming_with_usage(server: str) -> None:
     assert pieces[-1].choices[0].finish_reason == "length"
 
 
+def _sse_texts(server: str, body: dict) -> tuple[list[str], dict, httpx.Headers]:
+    """The streamed text pieces (one SSE event each), the usage event, the headers."""
+    pieces: list[str] = []
+    usage: dict = {}
+    with httpx.stream("POST", f"{server}/v1/completions", timeout=60,
+                      json={**body, "stream": True, "stream_options": {"include_usage": True}},
+                      headers={"x-costroute-pin-backend": "fast"}) as r:
+        assert r.status_code == 200
+        for line in r.iter_lines():
+            if line.startswith("data: {"):
+                event = json.loads(line[6:])
+                if event["choices"]:
+                    pieces.append(event["choices"][0]["text"])
+                if event.get("usage"):
+                    usage = event["usage"]
+        return pieces, usage, r.headers
+
+
+def test_batched_streaming_gives_the_engines_tokens_in_order_with_stop_strings(
+        server: str, tiny_model_dir: Path) -> None:
+    """The replica sends its tokens to the ingress in batches (stream_interval_ms): the client
+    still gets one event per engine chunk, in order, the same text and usage as the engine
+    in-process, with and without a stop string."""
+    import asyncio
+
+    from backends.interface import GenerateRequest, SamplingParams
+    from backends.registry import make_engine
+
+    prompt = [17, 230, 41, 9, 77]
+
+    async def in_process(stop: tuple[str, ...]) -> tuple[list[str], int]:
+        engine = make_engine("onnxruntime", {"model": str(tiny_model_dir), "max_num_seqs": 4})
+        await engine.start()
+        try:
+            request = GenerateRequest("ref", prompt_token_ids=tuple(prompt), sampling=SamplingParams(
+                max_tokens=60, ignore_eos=True, stop=stop))
+            chunks = [c async for c in engine.generate(request)]
+        finally:
+            await engine.shutdown()
+        assert chunks[-1].usage is not None
+        return [c.text for c in chunks if c.text], chunks[-1].usage.completion_tokens
+
+    body = {"prompt": prompt, "max_tokens": 60, "temperature": 0, "ignore_eos": True}
+    expected, expected_tokens = asyncio.run(in_process(()))
+    pieces, usage, headers = _sse_texts(server, body)
+    assert pieces[:-1] == expected or pieces == expected  # the last event may carry no text
+    assert usage["completion_tokens"] == expected_tokens == 60
+    assert float(headers["x-costroute-overhead-ms"]) >= 0
+    whole = "".join(expected)
+    stop = whole[len(whole) // 2: len(whole) // 2 + 3]
+    expected, expected_tokens = asyncio.run(in_process((stop,)))
+    pieces, usage, _ = _sse_texts(server, {**body, "stop": [stop]})
+    assert "".join(pieces) == "".join(expected) == whole[: whole.index(stop)]
+    assert usage["completion_tokens"] == expected_tokens < 60
+    full = _post(server, {**body, "stop": [stop]}, {"x-costroute-pin-backend": "fast"})
+    assert full.json()["choices"][0]["text"] == "".join(expected)
+    assert full.json()["usage"]["completion_tokens"] == expected_tokens
+    assert float(full.headers["x-costroute-overhead-ms"]) > 0
+
+
 def _post(server: str, body: dict, headers: dict | None = None, path: str = "/v1/completions"):  # type: ignore[no-untyped-def]
     return httpx.post(f"{server}{path}", json=body, headers=headers or {}, timeout=60)
 
@@ -212,9 +272,12 @@ def test_client_disconnect_aborts_in_the_engine(server: str) -> None:
     body = {"prompt": "x", "max_tokens": 1500, "stream": True, "ignore_eos": True,
             "slo_class": "interactive"}
     with httpx.stream("POST", f"{server}/v1/completions", json=body, timeout=30) as r:
+        events = 0
         for line in r.iter_lines():
             if line.startswith("data: "):
-                break  # leave after the first token
+                events += 1
+                if events == 5:
+                    break  # leave mid-stream: past the first batch, more tokens on the way
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline:
         metrics = httpx.get(f"{server}/metrics").text
@@ -228,6 +291,7 @@ def test_client_disconnect_aborts_in_the_engine(server: str) -> None:
 def test_metrics_expose_the_series(server: str) -> None:
     text = httpx.get(f"{server}/metrics").text
     for name in ("costroute_requests_total", "costroute_ttft_ms_bucket", "costroute_tpot_ms_bucket",
+                 "costroute_overhead_ms_bucket",
                  "costroute_e2e_ms_bucket", "costroute_slo_total", "costroute_expected_cost_usd_total",
                  "costroute_prediction_error_ratio_bucket", "costroute_inflight"):
         assert name in text, name
