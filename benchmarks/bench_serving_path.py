@@ -21,10 +21,11 @@ and costroute-vllm at each N (where it runs). The costroute sides also report th
 time per request (`costroute_overhead_ms` from /metrics: mean of the run).
 
 Then the router's decision time per request (`policy.choose`, cost-slo) for 2, 8 and 64
-backends, each carrying 8 running and 2 waiting requests, as bench_router.py measures it; the
-JSON says whether the decision core ran compiled (`make compile`) or from sources.
+backends, each carrying 8 running and 2 waiting requests (`decision_times`); the JSON says
+whether the decision core ran compiled (`make compile`) or from sources.
 
-    python benchmarks/bench_serving_path.py --out benchmarks/results/serving-path.json
+    python benchmarks/bench_serving_path.py --rounds 2 --vllm-bench \\
+        --out benchmarks/results/serving-path.json
     python benchmarks/bench_serving_path.py --sides costroute-vllm --concurrency 8
 """
 
@@ -252,16 +253,75 @@ def serve_side(args: argparse.Namespace, side: str, spec: BackendSpec, model_dir
 # ---- the decision -------------------------------------------------------------------------
 
 
-def decisions(iterations: int) -> dict[str, Any]:
-    from bench_router import decision_times
+def decision_times(n_backends: int, iterations: int, states: int = 61) -> dict[str, float]:
+    """`policy.choose` (cost-slo) over `n_backends` backends (the measured cpu-onnxruntime
+    table), each with 8 running and 2 waiting requests. Every call sees other states (61
+    load snapshots, contexts and remaining tokens moved on, cycled with a stride), so the
+    latency model's grid memos are as cold as a live router's, not warmed by one repeated
+    question."""
+    from profiles.latency import BackendLoad, LatencyModel, RequestShape, RunningSeq
+    from profiles.table import load_profile
+    from serving.policies import BackendView, RoutingContext, Slo, make_policy
 
+    model = LatencyModel(load_profile(_REPO_ROOT / "profiles/tables/cpu-onnxruntime.json"))
+    policy = make_policy("cost-slo")
+    loads = [BackendLoad(running=tuple(RunningSeq(200 + 10 * i + k, 50 + 5 * i - k % 40)
+                                       for i in range(8)),
+                         waiting=(RequestShape(128 + k, 64),) * 2, arrival_rate_per_s=5,
+                         mean_prompt_tokens=128)
+             for k in range(states)]
+    contexts = [RoutingContext(RequestShape(100 + 7 * (k % 13), 64), Slo(ttft_ms=200, tpot_ms=50),
+                               tuple(BackendView(f"b{i}", 0.1 + i * 0.01, model,
+                                                 loads[(k + 7 * i) % states])
+                                     for i in range(n_backends)))
+                for k in range(states)]
+    samples = []
+    for k in range(iterations):
+        ctx = contexts[(k * 17) % states]
+        t = time.perf_counter()
+        policy.choose(ctx)
+        samples.append((time.perf_counter() - t) * 1e6)
+    samples.sort()
+    p50 = samples[len(samples) // 2]
+    return {"p50_us": p50, "p99_us": samples[int(len(samples) * 0.99)],
+            "per_backend_us": p50 / n_backends}
+
+
+def decisions(iterations: int) -> dict[str, Any]:
     from profiles.compiled import compiled_modules
 
-    return {"compiled_modules": compiled_modules(),
-            "cost-slo": {str(n): decision_times(n, "cost-slo", iterations) for n in (2, 8, 64)}}
+    times = {str(n): decision_times(n, iterations) for n in (2, 8, 64)}
+    return {"compiled_modules": compiled_modules(), "cost-slo": times}
 
 
 # ---- report ---------------------------------------------------------------------------------
+
+
+def pooled(rounds: list[dict[str, Any]]) -> dict[str, Any]:
+    """One side's rounds as one: each figure of each level the median over the rounds; the
+    rounds themselves kept under "rounds"."""
+    def median_levels(lists: list[list[dict[str, Any]]]) -> list[dict[str, Any]]:
+        out = []
+        for levels in zip(*lists):
+            merged = dict(levels[0])
+            for key, value in levels[0].items():
+                values = [lv.get(key) for lv in levels]
+                if isinstance(value, (int, float)) and key != "concurrency" and all(
+                        isinstance(v, (int, float)) for v in values):
+                    merged[key] = float(np.median(values))
+            out.append(merged)
+        return out
+
+    first = dict(rounds[0])
+    first["levels"] = median_levels([r["levels"] for r in rounds])
+    if "vllm_bench" in first:
+        first["vllm_bench"] = median_levels([r["vllm_bench"] for r in rounds])
+    overheads = [r["overhead_mean_ms"] for r in rounds if r.get("overhead_mean_ms") is not None]
+    if overheads:
+        first["overhead_mean_ms"] = float(np.median(overheads))
+    first["rounds"] = [{k: v for k, v in r.items() if k in ("levels", "vllm_bench", "ready_s",
+                                                          "overhead_mean_ms")} for r in rounds]
+    return first
 
 
 def _level(side: dict[str, Any] | None, n: int) -> dict[str, Any] | None:
@@ -320,6 +380,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--warmup-s", type=float, default=2.0,
                    help="loadtest: leading seconds excluded from the figures")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--rounds", type=int, default=1,
+                   help="run every side this many times, the order reversed every other "
+                        "round; each figure is the median over the rounds")
     p.add_argument("--vllm-bench", action="store_true",
                    help="also drive the vLLM HTTP sides with `vllm bench serve`")
     p.add_argument("--decision-iterations", type=int, default=5000)
@@ -347,15 +410,18 @@ def main(argv: list[str] | None = None) -> int:
     args.served_model_name = config.served_model_name
     load_before = os.getloadavg()
     started = time.time()
-    results: dict[str, Any] = {}
-    for side in args.sides:
-        if side == "vllm-inprocess":
-            results[side] = asyncio.run(inprocess(args, vllm_spec, model_dir, log))
-        elif side == "ort-inprocess":
-            results[side] = asyncio.run(inprocess(args, ort_spec, model_dir, log))
-        else:
-            spec = ort_spec if side.endswith("ort") else vllm_spec
-            results[side] = serve_side(args, side, spec, model_dir, log)
+    runs: dict[str, list[dict[str, Any]]] = {side: [] for side in args.sides}
+    for r in range(args.rounds):  # alternate the order: drift on the machine hits both ends
+        for side in (args.sides if r % 2 == 0 else args.sides[::-1]):
+            log(f"round {r + 1}/{args.rounds}: {side}")
+            if side == "vllm-inprocess":
+                runs[side].append(asyncio.run(inprocess(args, vllm_spec, model_dir, log)))
+            elif side == "ort-inprocess":
+                runs[side].append(asyncio.run(inprocess(args, ort_spec, model_dir, log)))
+            else:
+                spec = ort_spec if side.endswith("ort") else vllm_spec
+                runs[side].append(serve_side(args, side, spec, model_dir, log))
+    results = {side: pooled(rounds) for side, rounds in runs.items()}
     decision = decisions(args.decision_iterations)
     rows = ratios(results, args.concurrency)
     print(table(rows))
@@ -375,6 +441,7 @@ def main(argv: list[str] | None = None) -> int:
             "date": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
             "commit": commit + ("+uncommitted" if dirty else ""),
             "command": shlex.join(["python", *sys.argv]),
+            "rounds": args.rounds,
             "workload": {"prompt_tokens": args.prompt_tokens, "output_tokens": args.output_tokens,
                          "concurrency": args.concurrency, "seed": args.seed,
                          "requests": [_requests_for(n, args.requests_per_worker)
