@@ -19,7 +19,7 @@ import statistics
 import time
 from pathlib import Path
 
-from _results import write_results  # benchmarks/_results.py (this folder is on sys.path)
+from _results import provenance, write_results  # benchmarks/_results.py (on sys.path)
 from fastapi import Request  # module level: FastAPI resolves the endpoint's annotation here
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -106,8 +106,8 @@ def added_latency(requests: int) -> dict[str, object]:
             stream = self.backend.options(stream=True).generate.remote(req)
 
             async def events():  # type: ignore[no-untyped-def]
-                async for chunk in stream:
-                    yield f"data: {json.dumps({'text': chunk.text})}\n\n"
+                async for batch in stream:  # the replica sends its chunks in batches
+                    yield "".join(f"data: {json.dumps({'text': c.text})}\n\n" for c in batch)
                 yield "data: [DONE]\n\n"
 
             return StreamingResponse(events(), media_type="text/event-stream")
@@ -147,7 +147,7 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=100, help="requests at concurrency 1")
     parser.add_argument("--out", default=None, help="write the results as JSON")
     args = parser.parse_args()
-    results: dict[str, object] = {"decision": {}}
+    results: dict[str, object] = {**provenance(), "decision": {}}
     for policy in ("cost-slo", "round-robin"):
         for n in (8, 64):
             r = decision_times(n, policy, args.iterations)

@@ -33,10 +33,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import datetime as _dt
 import json
 import os
-import platform
 import re
 import shlex
 import shutil
@@ -48,7 +46,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from _results import write_results  # benchmarks/_results.py (this folder is on sys.path)
+from _results import provenance, write_results  # benchmarks/_results.py (on sys.path)
 from bench_vllm import _free_port, _stop, _vllm_env, _wait_ready, vllm_cli
 
 _REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -429,18 +427,15 @@ def main(argv: list[str] | None = None) -> int:
         print(f"decision, cost-slo, {n:>2} backends: p50 {d['p50_us']:.1f} us "
               f"({'compiled' if decision['compiled_modules'] else 'sources'})")
     if args.out:
-        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=_REPO_ROOT, capture_output=True,
-                                text=True).stdout.strip()
-        dirty = bool(subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
-                                    cwd=_REPO_ROOT, capture_output=True, text=True).stdout.strip())
         import ray
         import vllm
 
+        meta = provenance()
+        meta["machine"].update(vllm=vllm.__version__, ray=ray.__version__,
+                               loadavg_before=load_before, wall_s=time.time() - started)
         write_results(args.out, {
             "benchmark": "bench_serving_path",
-            "date": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
-            "commit": commit + ("+uncommitted" if dirty else ""),
-            "command": shlex.join(["python", *sys.argv]),
+            **meta,
             "rounds": args.rounds,
             "workload": {"prompt_tokens": args.prompt_tokens, "output_tokens": args.output_tokens,
                          "concurrency": args.concurrency, "seed": args.seed,
@@ -449,11 +444,6 @@ def main(argv: list[str] | None = None) -> int:
                          "closed_loop": True, "ignore_eos": True},
             "config": args.config,
             "stream_interval_ms": {b.id: b.stream_interval_ms for b in (vllm_spec, ort_spec)},
-            "machine": {"cpus": os.cpu_count(), "machine": platform.machine(),
-                        "processor": platform.processor() or platform.machine(),
-                        "python": platform.python_version(), "vllm": vllm.__version__,
-                        "ray": ray.__version__, "loadavg_before": load_before,
-                        "loadavg_after": os.getloadavg(), "wall_s": time.time() - started},
             "sides": results, "ratios": rows, "decision": decision,
         })
         log(f"wrote {args.out}")
