@@ -50,8 +50,8 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     # The cluster started here inherits this environment: set it before Ray is imported.
     direct = config.serving_path == "direct" and not args.address
-    if direct:
-        for name, value in direct_path_env(config.port).items():
+    if not args.address:
+        for name, value in local_cluster_env(config.port, direct).items():
             os.environ.setdefault(name, value)
     import ray
     from ray import serve
@@ -88,6 +88,18 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         finally:
             ray.shutdown()
     return 0
+
+
+def local_cluster_env(port: int, direct: bool) -> dict[str, str]:
+    """The environment of the local Ray cluster `costroute serve` starts (a variable already
+    set wins). Ray runs its workers at nice 15 so that its own daemons keep priority; here
+    the workers are the service (the engines, the ingress), so they run at the normal
+    priority, like `vllm serve` does: at nice 15 any other program on the machine, a load
+    generator included, preempts the engine (measured: ~0.77x the throughput at 32 streams)."""
+    env = {"RAY_worker_niceness": "0"}
+    if direct:
+        env.update(direct_path_env(port))
+    return env
 
 
 def direct_path_env(port: int) -> dict[str, str]:

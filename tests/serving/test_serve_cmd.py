@@ -9,7 +9,7 @@ import pytest
 
 from backends.errors import ConfigError
 from serving.config import parse_fleet_config
-from serving.serve_cmd import check_port_free, direct_path_env
+from serving.serve_cmd import check_port_free, direct_path_env, local_cluster_env
 
 _BACKEND = {"id": "b", "engine": "onnxruntime", "accelerator": "cpu", "usd_per_hour": 0.1,
             "profile": "p.json"}
@@ -21,6 +21,12 @@ def test_direct_path_puts_the_ingress_on_the_configured_port() -> None:
     assert env["RAY_SERVE_DIRECT_INGRESS_MIN_HTTP_PORT"] == "8123"  # lowest free port first
     assert int(env["RAY_SERVE_DIRECT_INGRESS_MAX_HTTP_PORT"]) > 8123
     assert env["RAY_SERVE_LOG_TO_STDERR"] == "1"  # replica errors stay visible
+
+
+def test_the_local_cluster_runs_its_workers_at_normal_priority() -> None:
+    assert local_cluster_env(8000, direct=False) == {"RAY_worker_niceness": "0"}
+    both = local_cluster_env(8000, direct=True)
+    assert both["RAY_worker_niceness"] == "0" and both["RAY_SERVE_THROUGHPUT_OPTIMIZED"] == "1"
 
 
 def test_a_busy_port_is_refused_up_front_naming_it() -> None:
