@@ -244,7 +244,10 @@ def serve_side(args: argparse.Namespace, side: str, spec: BackendSpec, model_dir
             raise
         finally:
             _stop(proc)
-            shutil.rmtree(work, ignore_errors=True)
+            if args.keep:
+                log(f"{side}: kept {work}")
+            else:
+                shutil.rmtree(work, ignore_errors=True)
     return info
 
 
@@ -384,6 +387,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--vllm-bench", action="store_true",
                    help="also drive the vLLM HTTP sides with `vllm bench serve`")
     p.add_argument("--decision-iterations", type=int, default=5000)
+    p.add_argument("--keep", action="store_true",
+                   help="keep each server's folder (its log, the load tests' records)")
     p.add_argument("--server-timeout-s", type=float, default=300)
     p.add_argument("--out", default=None, help="JSON result file")
     args = p.parse_args(argv)
