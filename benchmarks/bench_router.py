@@ -116,8 +116,9 @@ def added_latency(requests: int) -> dict[str, object]:
     try:
         serve.start(http_options={"host": "127.0.0.1", "port": 8765})
         serve.run(build_app(parse_fleet_config(fleet)), name="costroute", route_prefix="/")
+        spec = parse_fleet_config(fleet).backends[0]  # the same engine and stream interval
         backend = BackendDeployment.options(name="direct-backend").bind(
-            "ort", "onnxruntime", {"model": "tiny", "max_num_seqs": 32})
+            spec.id, spec.engine, dict(spec.engine_options), spec.stream_interval_ms)
         serve.run(PassThrough.bind(backend), name="direct", route_prefix="/direct")
         out: dict[str, object] = {}
         for conc in (1, 32):

@@ -44,7 +44,7 @@ class BackendDeployment:
     # Ray actors may construct asynchronously.
     async def __init__(  # type: ignore[misc]
         self, backend_id: str, engine: str, engine_options: dict[str, Any],
-        stream_interval_ms: float = 0.0,
+        stream_interval_ms: float,
     ) -> None:
         from backends.registry import make_engine
 
