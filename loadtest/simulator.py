@@ -92,6 +92,7 @@ class _Req:
     backend: int = -1
     prediction: Prediction | None = None
     ready: float = 0.0  # when it reaches the engine, after the serving path (LatencyModel.path_ms)
+    tpot_ms: float = math.inf  # its TPOT target (inf: none)
 
 
 # A running sequence in a replica's heap: (finish step, order, start step, start context,
@@ -127,17 +128,25 @@ class _Replica:
     def count(self) -> int:
         return len(self.heap) + len(self.waiting) + len(self.prefilling)
 
-    def view(self, now: float) -> tuple[tuple[RunningSeq, ...], tuple[RequestShape, ...]]:
-        """What the router knows: running sequences (context, remaining), and requests still
-        waiting for their first token (queued or in a prefill), in arrival order."""
+    def view(self, now: float) -> tuple[tuple[RunningSeq, ...], tuple[RequestShape, ...], float]:
+        """What the router knows: running sequences (context, remaining), requests still
+        waiting for their first token (queued or in a prefill), in arrival order, and the
+        tightest TPOT target among them all."""
         cur = self.step
         if self.op == "decode" and self.step_ms > 0:
             cur += min(int(self.progress_ms(now) / self.step_ms), self.phase_steps)
+        tightest = math.inf
+        for seq in self.heap:
+            if seq[5].tpot_ms < tightest:
+                tightest = seq[5].tpot_ms
         running = tuple([RunningSeq(context + cur - start, finish - cur if finish - cur > 1 else 1)
                          for finish, _, start, context, _, _ in self.heap])
-        waiting = tuple([RequestShape(r.plan.prompt_tokens, r.plan.output_tokens)
-                         for r in (*self.prefilling, *self.waiting)])
-        return running, waiting
+        queued = (*self.prefilling, *self.waiting)
+        for r in queued:
+            if r.tpot_ms < tightest:
+                tightest = r.tpot_ms
+        waiting = tuple([RequestShape(r.plan.prompt_tokens, r.plan.output_tokens) for r in queued])
+        return running, waiting, tightest
 
     def progress_ms(self, now: float) -> float:
         return self.done_ms + (now - self.op_t0) * 1e3 / self.pace
@@ -256,7 +265,7 @@ class Simulation:
                         planned_output_tokens=plan.output_tokens,
                         prompt_tokens=plan.prompt_tokens, usage_from_server=True)
         self.records.append(record)
-        req = _Req(plan, t, record)
+        req = _Req(plan, t, record, tpot_ms=plan.slo.get("tpot_ms", math.inf))
         chosen: list[_Replica] = []
         views = []
         corrections, idle_views = self.corrections, self._idle_views
@@ -265,8 +274,8 @@ class Simulation:
             chosen.append(rep)
             rate, mean_prompt = rates.read(t)
             if rep.heap or rep.waiting or rep.prefilling:
-                running, waiting = rep.view(t)
-                load = BackendLoad(running, waiting, rate / replicas, mean_prompt)
+                running, waiting, tightest = rep.view(t)
+                load = BackendLoad(running, waiting, rate / replicas, mean_prompt, tightest)
                 views.append(BackendView(bid, price, model, load, corrections[b]))
                 continue
             idle = idle_views[b]  # an idle backend with no new arrivals: the same view again
@@ -277,7 +286,8 @@ class Simulation:
                     corrections[b])
             views.append(idle)
         ctx = RoutingContext(RequestShape(plan.prompt_tokens, plan.output_tokens),
-                             Slo(**plan.slo), tuple(views), self.fallback, self.sequence)
+                             Slo(**plan.slo), tuple(views), self.fallback, self.sequence,
+                             plan.slo_class)
         self.sequence += 1
         decision = self.policy.choose(ctx)
         if decision.backend_id is None:

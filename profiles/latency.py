@@ -56,6 +56,9 @@ class BackendLoad(NamedTuple):
     waiting: tuple[RequestShape, ...] = ()  # queued ahead of a new request, FIFO
     arrival_rate_per_s: float = 0.0  # recent arrivals: their prefills will interrupt decoding
     mean_prompt_tokens: float = 0.0  # of those arrivals
+    # The tightest TPOT target among the requests there (running or waiting; inf: none): a
+    # newcomer must not push them past it (`LatencyModel.others_tpot_ms`).
+    tightest_tpot_ms: float = math.inf
 
 
 class Prediction(NamedTuple):
@@ -173,6 +176,26 @@ class LatencyModel:
             tpot *= correction.tpot_factor
             e2e = ttft + tpot * (out - 1)
         return Prediction(ttft, tpot, e2e, queue, replica, delay, extrapolated)
+
+    def others_tpot_ms(self, request: RequestShape, load: BackendLoad,
+                       correction: Correction | None = None) -> float:
+        """The TPOT the sequences running there would see once `request` joins them (0 with
+        nothing running): the decode step of the batch it makes, slowed by the arrivals'
+        prefills as in `predict`, plus the newcomer's own prefill (which stalls their
+        decoding once) spread over the tokens they still have to produce. Held against
+        `load.tightest_tpot_ms` by the policies: a backend where a request would push the
+        requests already there past their TPOT target is not one that meets the SLO."""
+        running = load.running
+        if not running:
+            return 0.0
+        b = len(running)
+        context = sum(r.context_tokens for r in running) / b
+        remaining = max(sum(r.remaining_tokens for r in running) / b, 1.0)
+        stretch = self._stretch(load)[0]
+        step = self._decode.at(min(b + 1, max(self.max_num_seqs, 1)), context)[0] * stretch
+        prefill, extra = self.engine_prefill_ms(1, request.prompt_tokens, b)
+        tpot = step + (prefill + extra) / remaining
+        return tpot * correction.tpot_factor if correction is not None else tpot
 
     def _stretch(self, load: BackendLoad) -> tuple[float, bool]:
         """Decode slowdown from later arrivals' prefills: with arrivals at rate lambda, each

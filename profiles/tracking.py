@@ -7,6 +7,7 @@ finishes. Snapshots give the latency model its `BackendLoad`.
 
 from __future__ import annotations
 
+import math
 from collections import deque
 from dataclasses import dataclass
 
@@ -17,6 +18,7 @@ from profiles.latency import BackendLoad, RequestShape, RunningSeq
 class _Flight:
     prompt_tokens: int
     expected_output: int
+    tpot_ms: float = math.inf  # its TPOT target (inf: none)
     generated: int = 0
     started: bool = False
 
@@ -32,9 +34,11 @@ class InflightTracker:
         return len(self._flights)
 
     def submit(
-        self, request_id: str, prompt_tokens: int, expected_output: int, now: float | None = None
+        self, request_id: str, prompt_tokens: int, expected_output: int, now: float | None = None,
+        tpot_ms: float | None = None,
     ) -> None:
-        self._flights[request_id] = _Flight(prompt_tokens, max(expected_output, 1))
+        self._flights[request_id] = _Flight(prompt_tokens, max(expected_output, 1),
+                                            math.inf if tpot_ms is None else tpot_ms)
         if now is not None:
             self._arrivals.add(now, prompt_tokens)
 
@@ -50,14 +54,17 @@ class InflightTracker:
     def snapshot(self, now: float | None = None) -> BackendLoad:
         running = []
         waiting = []
+        tightest = math.inf
         for f in self._flights.values():
+            if f.tpot_ms < tightest:
+                tightest = f.tpot_ms
             if f.started:
                 remaining = max(f.expected_output - f.generated, 1)
                 running.append(RunningSeq(f.prompt_tokens + f.generated, remaining))
             else:
                 waiting.append(RequestShape(f.prompt_tokens, f.expected_output))
         rate, mean_prompt = self._arrivals.read(now) if now is not None else (0.0, 0.0)
-        return BackendLoad(tuple(running), tuple(waiting), rate, mean_prompt)
+        return BackendLoad(tuple(running), tuple(waiting), rate, mean_prompt, tightest)
 
 
 class ArrivalRate:

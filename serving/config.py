@@ -122,6 +122,14 @@ class FleetConfig(_Strict):
                 f"default_slo_class {self.default_slo_class!r} is not one of the slo_classes "
                 f"{sorted(self.slo_classes)}"
             )
+        table = self.policy.params.get("routing_table")
+        if table is not None:
+            from serving.policies.routing_table import RoutingTable
+
+            unknown = sorted(RoutingTable.parse(table).backends() - set(ids))
+            if unknown:
+                raise ValueError(f"policy.params.routing_table names backends that are not in "
+                                 f"the fleet: {unknown} (backends: {ids})")
         return self
 
     def resolve_paths(self, base: Path) -> FleetConfig:

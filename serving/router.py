@@ -70,6 +70,7 @@ class Router:
             backends=tuple(s.view(now) for s in self.states.values()),
             fallback=self.config.fallback,
             sequence=next(self._sequence),
+            slo_class=slo_class,
         )
         decision = self.policy.choose(ctx) if pin is None else pinned(ctx, pin)
         rid = f"cr-{next(self._ids)}-{int(now * 1000) % 1_000_000}"
@@ -90,7 +91,7 @@ class Router:
     def started(self, routed: Routed, now: float) -> None:
         backend = routed.decision.backend_id
         assert backend is not None
-        self.states[backend].started(routed.request_id, routed.shape, now)
+        self.states[backend].started(routed.request_id, routed.shape, now, routed.slo.tpot_ms)
         self.metrics.inflight.labels(backend).inc()
 
     def tokens(self, routed: Routed, count: int) -> None:

@@ -50,7 +50,8 @@ class BackendState:
         if self.replicas > 1:  # Ray spreads requests over replicas: one replica's share
             r = self.replicas
             load = BackendLoad(load.running[::r], load.waiting[::r],
-                               load.arrival_rate_per_s / r, load.mean_prompt_tokens)
+                               load.arrival_rate_per_s / r, load.mean_prompt_tokens,
+                               load.tightest_tpot_ms)
         return BackendView(self.spec.id, self.spec.usd_per_hour, self.model, load,
                            self.correction, self.healthy)
 
@@ -65,10 +66,12 @@ class BackendState:
             return load
         shape = RequestShape(int(load.mean_prompt_tokens) or 128, 64)
         return BackendLoad(load.running, load.waiting + (shape,) * extra,
-                           load.arrival_rate_per_s, load.mean_prompt_tokens)
+                           load.arrival_rate_per_s, load.mean_prompt_tokens,
+                           load.tightest_tpot_ms)
 
-    def started(self, request_id: str, shape: RequestShape, now: float) -> None:
-        self.tracker.submit(request_id, shape.prompt_tokens, shape.output_tokens, now)
+    def started(self, request_id: str, shape: RequestShape, now: float,
+                tpot_ms: float | None = None) -> None:
+        self.tracker.submit(request_id, shape.prompt_tokens, shape.output_tokens, now, tpot_ms)
 
     def tokens(self, request_id: str, count: int) -> None:
         self.tracker.tokens(request_id, count)

@@ -8,6 +8,7 @@ import path (`package.module:Class`). The live ingress and the simulator call th
 from __future__ import annotations
 
 import importlib
+import math
 from dataclasses import dataclass
 from typing import Any, ClassVar, Literal, NamedTuple
 
@@ -67,6 +68,7 @@ class RoutingContext:
     backends: tuple[BackendView, ...]
     fallback: Fallback = "fastest"
     sequence: int = 0  # how many requests were routed before this one
+    slo_class: str | None = None  # the request's named SLO class, if it has one
 
 
 class Candidate(NamedTuple):
@@ -88,15 +90,30 @@ class Decision:
 
 def evaluate(ctx: RoutingContext, margin: float = 1.0) -> list[Candidate]:
     """Predictions, expected cost and SLO misses for every healthy backend."""
-    out = []
-    request, misses = ctx.request, ctx.slo.misses
-    for b in ctx.backends:
-        if not b.healthy:
-            continue
-        p = b.model.predict(request, b.load, b.correction)
-        out.append(Candidate(b.id, p, request_cost_usd(p.replica_ms, b.usd_per_hour),
-                             misses(p, margin)))
-    return out
+    return [candidate(ctx, b, margin) for b in ctx.backends if b.healthy]
+
+
+def candidate(ctx: RoutingContext, b: BackendView, margin: float = 1.0) -> Candidate:
+    """One backend's prediction, expected cost and misses for the request.
+
+    A backend meets the SLO only if the request meets its own targets there AND the requests
+    already there keep theirs: the TPOT they would see once it joins
+    (`LatencyModel.others_tpot_ms`) is held against the tightest TPOT target among them.
+    The expected cost prices the replica time the request uses plus what it takes from the
+    others: each running sequence it delays pays its share (1 / batch) of the replica for
+    that delay, so `others_delay_ms / batch` more."""
+    request, load = ctx.request, b.load
+    p = b.model.predict(request, load, b.correction)
+    replica_ms = p.replica_ms
+    if p.others_delay_ms > 0:
+        replica_ms += p.others_delay_ms / (len(load.running) + 1)
+    missed = ctx.slo.misses(p, margin)
+    limit = load.tightest_tpot_ms
+    if load.running and limit < math.inf:
+        others = b.model.others_tpot_ms(request, load, b.correction)
+        if others * margin > limit:
+            missed += (f"others' tpot {others:.2f} > {limit:g} ms",)
+    return Candidate(b.id, p, request_cost_usd(replica_ms, b.usd_per_hour), missed)
 
 
 def decide(chosen: Candidate, all_: list[Candidate], reason: str,
