@@ -20,8 +20,11 @@ price and either a measured profile table or datasheet figures for a roofline es
 from __future__ import annotations
 
 import argparse
+import math
 import shlex
 import sys
+import time
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -29,6 +32,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from backends.errors import ConfigError
+from loadtest.planner import OUTPUT_EDGES, PROMPT_EDGES
 
 
 class _Strict(BaseModel):
@@ -46,13 +50,23 @@ class EstimateSpec(_Strict):
     bytes_per_param: float = Field(2.0, gt=0)
 
 
+Matrix = list[list[float]]
+
+
 class OfferSpec(_Strict):
     id: str = Field(..., pattern=r"^[A-Za-z0-9_.-]+$")
     accelerator: str = Field("cpu", min_length=1, description="accelerator label")
     usd_per_hour: float = Field(..., ge=0, description="price of one replica per hour")
     price_source: str = ""
-    profile: str | None = Field(None, description="a measured (or estimated) profile table")
+    profile: str | None = Field(None, description="a measured (or estimated) profile table; "
+                                                  "a relative path is read from the "
+                                                  "catalogue's folder")
     estimate: EstimateSpec | None = Field(None, description="or: a roofline from these figures")
+    throughput: Matrix | dict[str, Matrix] | None = Field(
+        None, description="or (Mélange's input): req/s one replica sustains within the SLO, "
+                          "rows by prompt range, columns by output range (the catalogue's "
+                          "`buckets`); one matrix, or one per SLO class ('*': any). Such an "
+                          "offer cannot be simulated: plans using it are unverified")
     max_replicas: int | None = Field(None, ge=0)
     engine: str = "vllm"
     engine_options: dict[str, Any] = Field(default_factory=dict)
@@ -60,15 +74,45 @@ class OfferSpec(_Strict):
 
     @model_validator(mode="after")
     def _one_source(self) -> OfferSpec:
-        if (self.profile is None) == (self.estimate is None):
-            raise ValueError(f"accelerator {self.id!r}: give exactly one of profile or estimate")
+        given = [k for k in ("profile", "estimate", "throughput") if getattr(self, k) is not None]
+        if len(given) != 1:
+            raise ValueError(f"accelerator {self.id!r}: give exactly one of profile, estimate or "
+                             f"throughput (got {given or 'none'})")
+        for matrix in self.matrices().values():
+            if any(v < 0 for row in matrix for v in row):
+                raise ValueError(f"accelerator {self.id!r}: throughput must be >= 0 req/s")
         return self
+
+    def matrices(self) -> dict[str, Matrix]:
+        t = self.throughput
+        return {} if t is None else {"*": t} if isinstance(t, list) else dict(t)
+
+
+class BucketEdges(_Strict):
+    """Where the planner cuts request lengths into buckets (tokens; the last range is open)."""
+
+    prompt_edges: list[int] = Field(list(PROMPT_EDGES[:-1]), min_length=2)
+    output_edges: list[int] = Field(list(OUTPUT_EDGES[:-1]), min_length=2)
+
+    @model_validator(mode="after")
+    def _increasing(self) -> BucketEdges:
+        for name in ("prompt_edges", "output_edges"):
+            e = getattr(self, name)
+            if e[0] != 0 or any(b <= a for a, b in zip(e, e[1:])):
+                raise ValueError(f"{name} must start at 0 and increase (got {e})")
+        return self
+
+    def cuts(self) -> tuple[tuple[int, ...], tuple[int, ...]]:
+        """The edges with the open end the planner uses."""
+        return (tuple(self.prompt_edges) + (1 << 30,), tuple(self.output_edges) + (1 << 30,))
 
 
 class Catalogue(_Strict):
     model: dict[str, Any] | str = Field(
         "small", description="a built model size, or a model shape (name, num_parameters, "
                              "recipe) for roofline estimates")
+    buckets: BucketEdges = Field(default_factory=lambda: BucketEdges.model_validate({}),
+                                 description="how request lengths are cut into buckets")
     accelerators: list[OfferSpec] = Field(..., min_length=1)
 
     @model_validator(mode="after")
@@ -77,6 +121,14 @@ class Catalogue(_Strict):
         dupes = sorted({i for i in ids if ids.count(i) > 1})
         if dupes:
             raise ValueError(f"accelerator ids must be unique; repeated: {dupes}")
+        rows, cols = len(self.buckets.prompt_edges), len(self.buckets.output_edges)
+        for a in self.accelerators:
+            for cls, m in a.matrices().items():
+                if len(m) != rows or any(len(r) != cols for r in m):
+                    raise ValueError(
+                        f"accelerator {a.id!r}: throughput[{cls!r}] must be {rows} x {cols} "
+                        f"(prompt ranges x output ranges of `buckets`), got "
+                        f"{len(m)} x {[len(r) for r in m]}")
         return self
 
 
@@ -106,16 +158,23 @@ def _manifest(model: dict[str, Any] | str) -> dict[str, Any]:
 
 
 def offer_tables(catalogue: Catalogue, root: Path) -> dict[str, Any]:
-    """Offer id -> its profile table (loaded, or estimated from its datasheet figures)."""
+    """Offer id -> its profile table (loaded, relative to `root`, or estimated from its
+    datasheet figures); offers given by a throughput table have none."""
     from profiles.estimate import estimate_profile
     from profiles.table import load_profile
 
     manifest = None
     tables = {}
     for a in catalogue.accelerators:
+        if a.throughput is not None:
+            continue
         if a.profile is not None:
             p = Path(a.profile)
-            tables[a.id] = load_profile(p if p.is_absolute() else root / p)
+            p = p if p.is_absolute() else root / p
+            if not p.exists():
+                raise ConfigError(f"accelerator {a.id!r}: profile {p} does not exist (a relative "
+                                  "path is read from the catalogue's folder)", "profile")
+            tables[a.id] = load_profile(p)
             continue
         manifest = manifest or _manifest(catalogue.model)
         e = a.estimate
@@ -135,121 +194,299 @@ def register(sub: Any) -> None:
         "plan", help="the cheapest fleet for a workload at its SLOs (integer program)",
         description=(
             "From a workload (rate, length mix, SLO mix) and a catalogue of accelerators "
-            "(measured or roofline-estimated profiles, prices), choose replica counts that "
-            "minimise $/hour subject to the SLOs (Mélange's bucket x accelerator integer "
-            "program, HiGHS), check the answer in the simulator, compare with the cheapest "
-            "homogeneous fleet, and write a fleet config and a Ray Serve config."),
+            "(measured or roofline-estimated profiles, or Mélange-style throughput tables; "
+            "prices), choose replica counts that minimise $/hour subject to the SLOs "
+            "(Mélange's bucket x accelerator integer program, HiGHS) on per-bucket capacities "
+            "calibrated in the simulator; verify the answer in the simulator with the policy "
+            "and routing table it will deploy, repair it where it misses; compare with the "
+            "cheapest verified homogeneous fleet; write a fleet config (with the routing "
+            "table) and a Ray Serve config."),
         formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__.split("\n\n", 1)[1])
     p.add_argument("--catalogue", required=True, help="catalogue YAML (see below)")
     p.add_argument("--attainment", type=float, default=0.99,
                    help="SLO attainment the simulator check must reach (default 0.99)")
+    p.add_argument("--capacity", choices=("simulated", "closed-form"), default="simulated",
+                   help="per-bucket capacity: simulated (one replica per bucket under Poisson "
+                        "arrivals, the highest rate meeting --attainment; default) or "
+                        "closed-form (the queueing formulas, with --utilisation / --headroom)")
     p.add_argument("--utilisation", type=float, default=0.85,
-                   help="share of a replica's batch slots the plan may fill (default 0.85)")
+                   help="closed form: share of a replica's batch slots the plan may fill "
+                        "(default 0.85)")
     p.add_argument("--headroom", type=float, default=0.8,
-                   help="plan mean latencies to this share of each target (default 0.8)")
+                   help="closed form: plan mean latencies to this share of each target "
+                        "(default 0.8)")
     p.add_argument("--check-duration", type=float, default=300.0,
-                   help="simulated seconds for the check (default 300)")
+                   help="simulated seconds for each check (default 300)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
     add_workload_args(p)
     p.add_argument("--out", default=None, help="output folder (default runs/plan-UTCSTAMP)")
     p.set_defaults(func=_cmd_plan)
 
 
+_MAX_REPAIRS = 8
+
+
 def _cmd_plan(args: argparse.Namespace) -> int:
     from loadtest.commands import workload_from_args
-    from loadtest.planner import Offer, buckets, plan
+    from loadtest.planner import Offer, buckets, capacities, corrected_plan, plan
     from profiles.latency import LatencyModel
 
     for name, v in (("attainment", args.attainment), ("utilisation", args.utilisation),
                     ("headroom", args.headroom)):
         if not 0 < v <= 1:
             raise ConfigError(f"--{name} must be in (0, 1] (got {v})", name)
+    started = time.perf_counter()
     catalogue = load_catalogue(args.catalogue)
-    root = Path(args.catalogue).resolve().parent
-    root = root.parent if root.name in ("deploy", "examples") else root
     if getattr(args, "rate", None) is None and not args.workload:
         raise ConfigError("planning needs a workload: --workload FILE or --rate", "rate")
     if args.duration is None and args.requests is None:
         args.duration = args.check_duration
     spec = workload_from_args(args, {})
-    tables = offer_tables(catalogue, Path.cwd())
-    offers = [Offer(a.id, LatencyModel(tables[a.id]), a.usd_per_hour, a.max_replicas)
+    tables = offer_tables(catalogue, Path(args.catalogue).resolve().parent)
+    offers = [Offer(a.id, LatencyModel(tables[a.id]) if a.id in tables else None,
+                    a.usd_per_hour, a.max_replicas,
+                    {k: tuple(map(tuple, m)) for k, m in a.matrices().items()} or None)
               for a in catalogue.accelerators]
-    bs = buckets(spec)
-    first = plan(bs, offers, args.utilisation, args.headroom)
-    homo = _homogeneous_meeting(catalogue, tables, first, spec, args.attainment)
-    result, check, tries = _tighten(args, catalogue, tables, spec, bs, offers, first, homo)
+    prompt_edges, output_edges = catalogue.buckets.cuts()
+    bs = buckets(spec, prompt_edges=prompt_edges, output_edges=output_edges)
+    closed_form = capacities(bs, offers, args.utilisation, args.headroom)
+    factors: dict[str, float] = {}
+    if args.capacity == "simulated":
+        isolated = _calibrate(bs, offers, closed_form, args)
+        paper, factors = corrected_plan(bs, offers, isolated, args.attainment, seed=args.seed or 0)
+    else:
+        paper = plan(bs, offers, capacity=closed_form)
+    ctx = _Context(args, catalogue, tables, spec, bs, offers)
+    homo = _homogeneous_meeting(ctx, paper)
+    verified, check, tries = _verify(ctx, paper, homo)
     out = Path(args.out) if args.out else Path("runs") / (
         f"plan-{datetime.now(UTC).strftime('%Y%m%d-%H%M%S')}")
     out.mkdir(parents=True, exist_ok=True)
-    print(check_and_write(args, catalogue, tables, spec, first, result, check, homo, tries, out))
+    print(check_and_write(ctx, paper, closed_form, factors, verified, check, homo, tries, out,
+                          time.perf_counter() - started))
     return 0
 
 
-def _tighten(args: argparse.Namespace, catalogue: Catalogue, tables: dict[str, Any], spec: Any,
-             bs: Any, offers: Any, result: Any, homo: Any) -> tuple[Any, Any, list[Any]]:
-    """Check the ILP's mix in the simulator; while it misses the target, plan again with less
-    of each replica's batch filled. The integer program plans means; the simulator sees
-    queues and the live policy's choices. Stops once the mix would cost more than the
-    verified homogeneous fleet."""
-    from loadtest.planner import plan
+@dataclass
+class _Context:
+    args: argparse.Namespace
+    catalogue: Catalogue
+    tables: dict[str, Any]
+    spec: Any
+    buckets: list[Any]
+    offers: list[Any]
 
-    utilisation, tries = args.utilisation, []
+    def simulable(self, replicas: dict[str, int]) -> bool:
+        return all(oid in self.tables for oid, n in replicas.items() if n > 0)
+
+
+def _calibrate(bs: list[Any], offers: list[Any], guess: dict[str, dict[str, float]],
+               args: argparse.Namespace) -> dict[str, dict[str, float]]:
+    from tqdm import tqdm
+
+    from loadtest.planner import calibrate
+
+    with tqdm(desc="calibrating capacity", unit="bucket", file=sys.stderr, leave=False,
+              disable=args.no_progress, dynamic_ncols=True) as bar:
+        def progress(done: int, total: int) -> None:
+            bar.total = total
+            bar.update(done - bar.n)
+
+        return calibrate(bs, offers, guess, args.attainment, seed=args.seed or 0,
+                         progress=progress)
+
+
+def _verify(ctx: _Context, paper: Any, homo: tuple[Any, dict[str, Any]] | None,
+            ) -> tuple[Any, dict[str, Any] | None, list[dict[str, Any]]]:
+    """The paper mix in the simulator, with the cost-slo policy and the routing table it will
+    deploy. While it misses the target, add one replica where the misses are (the backend
+    with the most missed requests per replica whose replica still keeps the mix cheaper than
+    the verified homogeneous fleet; the table's shares stay), until it meets the target, no
+    such replica is left, or `_MAX_REPAIRS` tries."""
+    from loadtest.planner import Plan, routing_table
+
+    best = paper.best
+    if best.status != "optimal" or not ctx.simulable(best.replicas):
+        return best, None, []
+    table = routing_table(ctx.buckets, best)
+    replicas = dict(best.replicas)
+    prices = {o.id: o.usd_per_hour for o in ctx.offers}
+    limits = {o.id: o.max_replicas for o in ctx.offers}
+    tries: list[dict[str, Any]] = []
     while True:
-        check = (_simulate(catalogue, tables, result.best.replicas, spec)
-                 if result.best.status == "optimal" else None)
-        tries.append({"utilisation": utilisation, "replicas": result.best.replicas,
-                      "usd_per_hour": result.best.usd_per_hour,
-                      "attainment": check["attainment"] if check else None})
-        met = check is not None and (check["attainment"] or 0) >= args.attainment
-        dearer = homo is not None and result.best.usd_per_hour >= homo[0].usd_per_hour
-        if met or check is None or dearer or len(tries) >= _MAX_TRIES:
-            return result, check, tries
-        utilisation *= 0.8
-        result = plan(bs, offers, utilisation, args.headroom)
+        usd = sum(prices[o] * n for o, n in replicas.items())
+        check = _simulate(ctx, replicas, table)
+        tries.append({"replicas": dict(replicas), "usd_per_hour": usd,
+                      "attainment": check["attainment"], "check": check,
+                      "change": tries[-1]["next"] if tries else "the integer program's mix"})
+        met = (check["attainment"] or 0) >= ctx.args.attainment
+        if met or len(tries) > _MAX_REPAIRS:
+            break
+        misses = {o: check["backends"].get(o, {}).get("missed", 0) / n
+                  for o, n in replicas.items() if n > 0}
+        ceiling = homo[0].usd_per_hour if homo is not None else math.inf
+        grow = [o for o in sorted(misses, key=lambda o: -misses[o])
+                if misses[o] > 0 and (limits[o] is None or replicas[o] < limits[o])
+                and usd + prices[o] < ceiling]
+        if not grow:
+            break
+        replicas[grow[0]] += 1
+        tries[-1]["next"] = f"+1 {grow[0]} (most missed requests per replica)"
+    for t in tries:
+        t.pop("next", None)
+    if met:
+        _trim(ctx, replicas, table, tries)
+    last = min((t for t in tries if (t["attainment"] or 0) >= ctx.args.attainment),
+               key=lambda t: t["usd_per_hour"], default=tries[-1])
+    check = last.pop("check", check)
+    for t in tries:
+        t.pop("check", None)
+    plan = Plan(last["replicas"], last["usd_per_hour"], best.assignment, "optimal", best.solve_s,
+                "the integer program's mix" if len(tries) == 1 else
+                "the integer program's mix, its replica counts adjusted in the simulator")
+    return plan, check, tries
 
 
-_MAX_TRIES = 6
+def _trim(ctx: _Context, replicas: dict[str, int], table: list[dict[str, Any]],
+          tries: list[dict[str, Any]]) -> None:
+    """A verified mix with fewer replicas: per-bucket capacities were calibrated on one replica,
+    and a pool of replicas absorbs bursts better than one, so the paper count can be more
+    than the fleet needs. For each offer, dearest pool first, bisect its replica count between
+    half and all of it (at least 1: its buckets are routed to it) while the simulator says
+    the fleet still meets the target. Appends each check to `tries`."""
+    prices = {o.id: o.usd_per_hour for o in ctx.offers}
+    for oid in sorted(replicas, key=lambda o: -prices[o] * replicas[o]):
+        lo, hi = max(replicas[oid] // 2, 1) - 1, replicas[oid]  # hi meets; lo assumed not
+        while hi - lo > 1:
+            mid = (lo + hi) // 2
+            trial = {**replicas, oid: mid}
+            check = _simulate(ctx, trial, table)
+            met = (check["attainment"] or 0) >= ctx.args.attainment
+            tries.append({"replicas": trial, "usd_per_hour": sum(prices[o] * n
+                                                                 for o, n in trial.items()),
+                          "attainment": check["attainment"], "check": check,
+                          "change": f"{oid} x{mid} (fewer replicas, bisected)"})
+            lo, hi = (lo, mid) if met else (mid, hi)
+        replicas[oid] = hi
 
 
-def check_and_write(args: argparse.Namespace, catalogue: Catalogue, tables: dict[str, Any],
-                    spec: Any, first: Any, result: Any, plan_check: dict[str, Any] | None,
+def _homogeneous_meeting(ctx: _Context, paper: Any) -> tuple[Any, dict[str, Any]] | None:
+    """The cheapest one-accelerator fleet that the simulator says meets the target: from each
+    accelerator's ILP answer, the fewest replicas that do (stepping down while it meets the
+    target, up while it misses, within -50% / +50%)."""
+    from loadtest.planner import Plan
+
+    best: tuple[Any, dict[str, Any]] | None = None
+    for oid, p in sorted(paper.homogeneous.items(), key=lambda kv: kv[1].usd_per_hour):
+        if p.status != "optimal" or oid not in ctx.tables or (
+                best is not None and p.usd_per_hour >= best[0].usd_per_hour):
+            continue
+        n = p.replicas.get(oid, 0)
+        price = p.usd_per_hour / n if n else 0.0
+        met: dict[int, dict[str, Any]] = {}
+        tried: set[int] = set()
+        k = n
+        while n // 2 <= k <= n + max(1, n // 2) and k not in tried:
+            if best is not None and price * k >= best[0].usd_per_hour:
+                break
+            tried.add(k)
+            check = _simulate(ctx, {oid: k}, None)
+            if (check["attainment"] or 0) >= ctx.args.attainment:
+                met[k] = check
+                k -= 1  # met: would one replica fewer do?
+            elif met:
+                break
+            else:
+                k += 1
+        if met:
+            k = min(met)
+            best = (Plan({oid: k}, price * k, p.assignment, "optimal", p.solve_s,
+                         f"ILP answer {n}, {k} in the simulator"), met[k])
+    return best
+
+
+def _simulate(ctx: _Context, replicas: dict[str, int],
+              table: list[dict[str, Any]] | None) -> dict[str, Any]:
+    """The fleet in the simulator under cost-slo (with `table` as its routing table): the
+    figures the plan reports."""
+    from loadtest.simulate_cmd import simulate_run
+    from loadtest.simulator import SimBackend
+    from profiles.latency import LatencyModel
+
+    offers = {a.id: a for a in ctx.catalogue.accelerators}
+    backends = [SimBackend(oid, LatencyModel(ctx.tables[oid]), offers[oid].usd_per_hour, n)
+                for oid, n in replicas.items() if n > 0]
+    model = ctx.catalogue.model
+    s = simulate_run(str(model if isinstance(model, str) else model["name"]), backends,
+                     "cost-slo", {"routing_table": table} if table else {}, "fastest",
+                     ctx.spec, None, "planned fleet", report=False, oracle=False)
+    lat = s["latency_ms"]
+    return {"replicas": replicas, "attainment": s["slo"]["attainment"],
+            "classes": {k: v["attainment"] for k, v in s["slo"]["classes"].items()},
+            "ttft_p50_ms": lat["ttft"]["median"], "ttft_p90_ms": lat["ttft"]["p90"],
+            "tpot_p50_ms": lat["tpot"]["median"], "tpot_p90_ms": lat["tpot"]["p90"],
+            "backends": {k: {"share": v["share"], "missed": v["requests"] - v["met_slo"]}
+                         for k, v in s["backends"].items()},
+            "usd_per_1m_output_tokens": s["cost"]["provisioned"]["usd_per_1m_output_tokens"],
+            "requests": s["requests"]["measured"]}
+
+
+def check_and_write(ctx: _Context, paper: Any, closed_form: dict[str, dict[str, float]],
+                    factors: dict[str, float], verified: Any, check: dict[str, Any] | None,
                     homo: tuple[Any, dict[str, Any]] | None, tries: list[dict[str, Any]],
-                    out: Path) -> str:
+                    out: Path, total_s: float) -> str:
     """Write plan.json, plan.md, the recommended fleet.yaml (+ profiles/) and serve.yaml.
-    Returns the markdown. Recommended: the cheapest fleet the simulator says meets the target."""
+    Returns the markdown. Recommended: the cheapest fleet the simulator says meets the target
+    (an unverifiable mix only when nothing else is)."""
+    from loadtest.planner import routing_table
     from loadtest.results import write_json
 
+    args = ctx.args
     (out / "profiles").mkdir(exist_ok=True)
-    for oid, table in tables.items():
+    for oid, table in ctx.tables.items():
         table.save(out / "profiles" / f"{oid}.json")
-    checks = {"plan": plan_check} if plan_check is not None else {}
-    homo_plan = None
-    if homo is not None:
-        homo_plan, checks["homogeneous"] = homo
-    mix_ok = plan_check is not None and (plan_check["attainment"] or 0) >= args.attainment
-    candidates = ([("mix", result.best)] if mix_ok else []) + (
+    homo_plan, homo_check = homo if homo is not None else (None, None)
+    mix_ok = check is not None and (check["attainment"] or 0) >= args.attainment
+    unverified = verified.status == "optimal" and check is None
+    candidates = ([("mix", verified)] if mix_ok else []) + (
         [("homogeneous", homo_plan)] if homo_plan is not None else [])
+    if not candidates and unverified:
+        candidates = [("mix (unverified)", verified)]
     recommended = min(candidates, key=lambda c: c[1].usd_per_hour) if candidates else None
-    fleet = _fleet_yaml(catalogue, recommended[1].replicas, out) if recommended else None
+    table = routing_table(ctx.buckets, verified) if verified.status == "optimal" else []
+    fleet = None
+    if recommended is not None and ctx.simulable(recommended[1].replicas):
+        fleet = _fleet_yaml(ctx.catalogue, recommended[1].replicas, out,
+                            table if recommended[0] == "mix" else None)
+    paper_homo = paper.cheapest_homogeneous()
     data = {
-        "schema": "costroute-plan", "schema_version": 1,
+        "schema": "costroute-plan", "schema_version": 2,
         "created_utc": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "command": "costroute " + shlex.join(sys.argv[1:]),
-        "workload": spec.model_dump(mode="json"), "workload_description": spec.describe(),
-        "buckets": [b.__dict__ for b in result.buckets],
-        "capacity_rps_per_replica": result.capacity,
-        "plan": result.best.__dict__,
-        "ilp_on_paper": first.best.__dict__,
-        "homogeneous": {k: v.__dict__ for k, v in first.homogeneous.items()},
-        "recommended": recommended[0] if recommended else None,
-        "cheapest_homogeneous": homo_plan.__dict__ if homo_plan else None,
-        "saving": _saving(result.best, homo_plan),
-        "simulated_check": checks,
+        "workload": ctx.spec.model_dump(mode="json"),
+        "workload_description": ctx.spec.describe(),
+        "capacity_method": args.capacity,
+        "buckets": [b.to_json() for b in paper.buckets],
+        "capacity_rps_per_replica": paper.capacity,
+        "capacity_closed_form_rps": closed_form,
+        "mix_factors": factors,
+        "paper": paper.best.__dict__,
+        "paper_homogeneous": {k: v.__dict__ for k, v in paper.homogeneous.items()},
+        "verified": verified.__dict__ if verified.status == "optimal" else None,
+        "verified_check": check,
+        "verified_homogeneous": homo_plan.__dict__ if homo_plan else None,
+        "verified_homogeneous_check": homo_check,
+        "routing_table": table,
         "tries": tries,
+        "recommended": recommended[0] if recommended else None,
+        "summary": _summary(paper.best, paper_homo, verified if mix_ok else None, homo_plan),
+        "unverified": [o.id for o in ctx.offers if o.model is None
+                       and paper.best.replicas.get(o.id)],
         "profiles": {oid: {"kind": t.kind, "accelerator": t.accelerator,
                            "source": t.hardware.get("source", t.command)}
-                     for oid, t in tables.items()},
+                     for oid, t in ctx.tables.items()},
         "attainment_target": args.attainment,
+        "timing_s": {"total": total_s, "ilp_solve": paper.best.solve_s},
     }
     write_json(out / "plan.json", data)
     text = plan_markdown(data, fleet)
@@ -257,62 +494,28 @@ def check_and_write(args: argparse.Namespace, catalogue: Catalogue, tables: dict
     return text
 
 
-def _homogeneous_meeting(catalogue: Catalogue, tables: dict[str, Any], result: Any, spec: Any,
-                         target: float) -> tuple[Any, dict[str, Any]] | None:
-    """The cheapest one-accelerator fleet that the simulator says meets the target: from each
-    accelerator's ILP answer, adding replicas (up to +50%) until it does."""
-    from loadtest.planner import Plan
+def _summary(paper: Any, paper_homo: Any, verified: Any, verified_homo: Any) -> dict[str, Any]:
+    """$/hour of the paper optimum and of the verified plan, the cheapest homogeneous fleet on
+    paper and verified, and the savings vs homogeneous on each side."""
+    def usd(p: Any) -> float | None:
+        return p.usd_per_hour if p is not None and p.status == "optimal" else None
 
-    best: tuple[Any, dict[str, Any]] | None = None
-    for oid, p in sorted(result.homogeneous.items(), key=lambda kv: kv[1].usd_per_hour):
-        if p.status != "optimal" or (best is not None and p.usd_per_hour >= best[0].usd_per_hour):
-            continue
-        n = p.replicas.get(oid, 0)
-        price = p.usd_per_hour / n if n else 0.0
-        for extra in range(max(1, n // 2) + 1):
-            check = _simulate(catalogue, tables, {oid: n + extra}, spec)
-            cost = price * (n + extra)
-            if best is not None and cost >= best[0].usd_per_hour:
-                break
-            if (check["attainment"] or 0) >= target:
-                best = (Plan({oid: n + extra}, cost, p.assignment, "optimal", p.solve_s,
-                             f"ILP answer {n} + {extra} to meet the target in the simulator"),
-                        check)
-                break
-    return best
+    def saving(mix: float | None, homo: float | None) -> float | None:
+        return 1 - mix / homo if mix is not None and homo else None
+
+    paper_usd, verified_usd = usd(paper), usd(verified)
+    paper_homo_usd, verified_homo_usd = usd(paper_homo), usd(verified_homo)
+    return {"paper_usd_per_hour": paper_usd, "verified_usd_per_hour": verified_usd,
+            "paper_homogeneous_usd_per_hour": paper_homo_usd,
+            "verified_homogeneous_usd_per_hour": verified_homo_usd,
+            "verified_over_paper": (verified_usd / paper_usd
+                                    if verified_usd is not None and paper_usd else None),
+            "saving_on_paper": saving(paper_usd, paper_homo_usd),
+            "saving_verified": saving(verified_usd, verified_homo_usd)}
 
 
-def _saving(best: Any, homo: Any) -> dict[str, Any] | None:
-    if homo is None or best.status != "optimal" or homo.usd_per_hour <= 0:
-        return None
-    return {"usd_per_hour": homo.usd_per_hour - best.usd_per_hour,
-            "share": 1 - best.usd_per_hour / homo.usd_per_hour}
-
-
-def _simulate(catalogue: Catalogue, tables: dict[str, Any], replicas: dict[str, int],
-              spec: Any) -> dict[str, Any]:
-    """The planned fleet in the simulator under cost-slo: the figures the plan reports."""
-    from loadtest.simulate_cmd import simulate_run
-    from loadtest.simulator import SimBackend
-    from profiles.latency import LatencyModel
-
-    offers = {a.id: a for a in catalogue.accelerators}
-    backends = [SimBackend(oid, LatencyModel(tables[oid]), offers[oid].usd_per_hour, n)
-                for oid, n in replicas.items() if n > 0]
-    s = simulate_run(str(catalogue.model if isinstance(catalogue.model, str)
-                         else catalogue.model["name"]), backends, "cost-slo", {}, "fastest",
-                     spec, None, "planned fleet", report=False, oracle=False)
-    lat = s["latency_ms"]
-    return {"replicas": replicas, "attainment": s["slo"]["attainment"],
-            "classes": {k: v["attainment"] for k, v in s["slo"]["classes"].items()},
-            "ttft_p50_ms": lat["ttft"]["median"], "ttft_p90_ms": lat["ttft"]["p90"],
-            "tpot_p50_ms": lat["tpot"]["median"], "tpot_p90_ms": lat["tpot"]["p90"],
-            "share": {k: v["share"] for k, v in s["backends"].items()},
-            "usd_per_1m_output_tokens": s["cost"]["provisioned"]["usd_per_1m_output_tokens"],
-            "requests": s["requests"]["measured"]}
-
-
-def _fleet_yaml(catalogue: Catalogue, replicas: dict[str, int], out: Path) -> Path:
+def _fleet_yaml(catalogue: Catalogue, replicas: dict[str, int], out: Path,
+                table: list[dict[str, Any]] | None) -> Path:
     import yaml
 
     backends = []
@@ -325,9 +528,14 @@ def _fleet_yaml(catalogue: Catalogue, replicas: dict[str, int], out: Path) -> Pa
             "accelerator": a.accelerator, "usd_per_hour": a.usd_per_hour,
             "price_source": a.price_source, "profile": f"profiles/{a.id}.json",
             "replicas": n, "ray_actor_options": a.ray_actor_options or {}})
-    fleet = {"policy": {"name": "cost-slo"}, "fallback": "fastest", "backends": backends}
-    (out / "fleet.yaml").write_text("# Written by costroute plan: the chosen replica counts.\n"
-                                    + yaml.safe_dump(fleet, sort_keys=False))
+    policy: dict[str, Any] = {"name": "cost-slo"}
+    if table:
+        policy["params"] = {"routing_table": table}
+    fleet = {"policy": policy, "fallback": "fastest", "backends": backends}
+    (out / "fleet.yaml").write_text(
+        "# Written by costroute plan: the chosen replica counts"
+        + (" and the plan's routing table (each request bucket's share per backend)"
+           if table else "") + ".\n" + yaml.safe_dump(fleet, sort_keys=False))
     serve = {"applications": [{"name": "costroute", "route_prefix": "/",
                                "import_path": "serving.app:app_builder",
                                "args": {"config": str(out / "fleet.yaml")}}]}
@@ -338,67 +546,94 @@ def _fleet_yaml(catalogue: Catalogue, replicas: dict[str, int], out: Path) -> Pa
 
 def plan_markdown(d: dict[str, Any], fleet: Path | None) -> str:
     offers = list(next(iter(d["capacity_rps_per_replica"].values())).keys())
+    method = ("simulated: one replica per bucket under Poisson arrivals, the highest rate "
+              "meeting the attainment target" if d["capacity_method"] == "simulated"
+              else "closed form")
     lines = ["# Fleet plan\n", f"Workload: {d['workload_description']}.", "",
              "Command:", "", "```", d["command"], "```", "",
-             "## Capacity per replica (req/s within the SLO, from the profiles)", "",
+             f"## Capacity per replica (req/s within the SLO; {method})", "",
              "| bucket | rate (req/s) | p90 prompt / output | " + " | ".join(offers) + " |",
              "| --- | --- | --- | " + " | ".join("---" for _ in offers) + " |"]
     for b in d["buckets"]:
         caps = d["capacity_rps_per_replica"][b["label"]]
         lines.append(f"| {b['label']} | {b['rate_rps']:.3g} | {b['prompt_tokens']} / "
                      f"{b['output_tokens']} | " + " | ".join(f"{caps[o]:.3g}" for o in offers) + " |")
-    lines += ["", "Profiles: " + "; ".join(f"{k}: {v['kind']} ({v['source']})"
-                                             for k, v in d["profiles"].items()), ""]
-    lines += ["## Answer", "", "| fleet | replicas | $/hour | simulated attainment | "
-              "TTFT p50 / p90 ms | TPOT p50 / p90 ms | $/1M output tokens (provisioned) |",
+    if d["profiles"]:
+        lines += ["", "Profiles: " + "; ".join(f"{k}: {v['kind']} ({v['source']})"
+                                                 for k, v in d["profiles"].items())]
+    lines += ["", "## Answer", "",
+              "| fleet | replicas | $/hour | simulated attainment | TTFT p50 / p90 ms | "
+              "TPOT p50 / p90 ms | $/1M output tokens (provisioned) |",
               "| --- | --- | --- | --- | --- | --- | --- |"]
-    homo = d["cheapest_homogeneous"]
-    paper = d["ilp_on_paper"]
-    rows = [("mix from the ILP as planned", paper, d["tries"][0]["attainment"], None),
-            ("mix from the ILP, last try with less of each batch filled"
-             if len(d["tries"]) > 1 else "", d["plan"], None, "plan"),
-            ("cheapest homogeneous (verified)", homo, None, "homogeneous")]
-    for name, p, attainment, check in rows:
-        if not name or (check == "plan" and len(d["tries"]) == 1):
+    tries = d["tries"]
+    rows = [("paper optimum (the integer program's mix)", d["paper"],
+             {"attainment": tries[0]["attainment"]} if tries else None),
+            ("verified mix", d["verified"] if len(tries) > 1 else None, d["verified_check"]),
+            ("cheapest homogeneous on paper", _cheapest(d["paper_homogeneous"]), None),
+            ("cheapest homogeneous, verified", d["verified_homogeneous"],
+             d["verified_homogeneous_check"])]
+    for name, p, c in rows:
+        if p is None:
             continue
-        if p is None or p["status"] != "optimal":
-            lines.append(f"| {name} | {p['note'] if p else 'none meets the target'} | | | | | |")
+        if p["status"] != "optimal":
+            lines.append(f"| {name} | {p['note'] or 'infeasible'} | | | | | |")
             continue
-        c = d["simulated_check"].get(check, {}) if check else {"attainment": attainment}
+        c = c or {}
         reps = ", ".join(f"{k} x{v}" for k, v in p["replicas"].items())
         lines.append(f"| {name} | {reps} | {p['usd_per_hour']:.4g} | "
                      f"{_f(c.get('attainment'), '.3f')} | {_f(c.get('ttft_p50_ms'))} / "
                      f"{_f(c.get('ttft_p90_ms'))} | {_f(c.get('tpot_p50_ms'), '.2f')} / "
                      f"{_f(c.get('tpot_p90_ms'), '.2f')} | "
                      f"{_f(c.get('usd_per_1m_output_tokens'), '.4g')} |")
-    if len(d["tries"]) > 1:
-        lines += ["", "Tries (the simulator's check; each miss plans again with less of each "
-                      "replica's batch filled):", ""]
-        lines += [f"- utilisation {t['utilisation']:.3g}: "
-                  + (", ".join(f"{k} x{v}" for k, v in t["replicas"].items()) or "infeasible")
-                  + f", ${t['usd_per_hour']:.4g}/h, simulated attainment "
-                  + _f(t["attainment"], ".3f") for t in d["tries"]]
-    if homo is not None and paper["status"] == "optimal":
-        gap = homo["usd_per_hour"] - paper["usd_per_hour"]
-        lines += ["", f"On paper the ILP's mix costs ${paper['usd_per_hour']:.4g}/hour, "
-                      f"${gap:.4g}/hour ({gap / homo['usd_per_hour'] * 100:.1f}%) less than the "
-                      f"cheapest homogeneous fleet that meets the target in the simulator "
-                      f"(${homo['usd_per_hour']:.4g}/hour). ILP solve "
-                      f"{paper['solve_s'] * 1e3:.1f} ms."]
+    if len(tries) > 1:
+        lines += ["", "Verification (the simulator, cost-slo with the plan's routing table; "
+                      "each miss adds a replica where the misses are):", ""]
+        lines += [f"- {t['change']}: " + ", ".join(f"{k} x{v}" for k, v in t["replicas"].items())
+                  + f", ${t['usd_per_hour']:.4g}/h, attainment {_f(t['attainment'], '.3f')}"
+                  for t in tries]
+    s = d["summary"]
+    lines += ["", "| | mix $/hour | homogeneous $/hour | saving vs homogeneous |",
+              "| --- | --- | --- | --- |",
+              f"| on paper | {_f(s['paper_usd_per_hour'], '.4g')} | "
+              f"{_f(s['paper_homogeneous_usd_per_hour'], '.4g')} | {_pct(s['saving_on_paper'])} |",
+              f"| verified | {_f(s['verified_usd_per_hour'], '.4g')} | "
+              f"{_f(s['verified_homogeneous_usd_per_hour'], '.4g')} | "
+              f"{_pct(s['saving_verified'])} |", "",
+              f"Verified / paper cost: {_f(s['verified_over_paper'], '.3f')}. ILP solve "
+              f"{d['timing_s']['ilp_solve'] * 1e3:.1f} ms; plan {d['timing_s']['total']:.1f} s."]
+    if d["unverified"]:
+        lines += ["", f"Unverified: {', '.join(d['unverified'])} come(s) with a throughput "
+                      "table and no latency profile, so the simulator cannot check a fleet "
+                      "that uses them; the mix is the integer program's answer on paper."]
+    if d["routing_table"] and d["recommended"] == "mix":
+        lines += ["", "Routing table (written into fleet.yaml as the cost-slo policy's "
+                      "`routing_table`): each bucket's share per backend.", ""]
+        lines += [f"- {r['slo_class'] or 'no-slo'} prompt {r['prompt_tokens']} output "
+                  f"{r['output_tokens']}: " + ", ".join(f"{k} {v:.2f}"
+                                                      for k, v in r["shares"].items())
+                  for r in d["routing_table"]]
     rec = d["recommended"]
     if rec is None:
         lines += ["", "No candidate met the attainment target in the simulator."]
     else:
         lines += ["", f"Recommended (the cheapest that meets attainment >= "
-                      f"{d['attainment_target']} in the simulator, cost-slo routing): the "
-                      f"{'mix' if rec == 'mix' else 'homogeneous fleet'}."]
+                      f"{d['attainment_target']} in the simulator, cost-slo routing"
+                      f"{' with the routing table' if rec == 'mix' else ''}): the "
+                      f"{'homogeneous fleet' if rec == 'homogeneous' else rec}."]
     if fleet is not None:
         lines += ["", f"Deploy: `costroute serve --config {fleet}` or `serve run "
                       f"{fleet.parent / 'serve.yaml'}`."]
     return "\n".join(lines) + "\n"
 
 
+def _cheapest(plans: dict[str, Any]) -> dict[str, Any] | None:
+    ok = [p for p in plans.values() if p["status"] == "optimal"]
+    return min(ok, key=lambda p: p["usd_per_hour"]) if ok else None
+
+
+def _pct(x: float | None) -> str:
+    return "–" if x is None else f"{x * 100:.1f}%"
+
+
 def _f(x: Any, spec: str = ".1f") -> str:
     return "–" if x is None else format(x, spec)
-
-

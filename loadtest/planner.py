@@ -30,13 +30,15 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
-from loadtest.workload import WorkloadSpec, plan_requests
+from loadtest.workload import Planned, WorkloadSpec, plan_requests
 from profiles.latency import LatencyModel
+from serving.policies import Decision, Policy, RoutingContext
 
 PROMPT_EDGES = (0, 128, 512, 2048, 8192, 1 << 30)
 OUTPUT_EDGES = (0, 64, 256, 1024, 1 << 30)
@@ -44,12 +46,23 @@ OUTPUT_EDGES = (0, 64, 256, 1024, 1 << 30)
 
 @dataclass(frozen=True)
 class Offer:
-    """One accelerator type on offer: its profile and its price per replica-hour."""
+    """One accelerator type on offer: its profile and its price per replica-hour; or, instead
+    of a profile, a throughput table (Mélange's input: the req/s one replica sustains within
+    the SLO per prompt-range x output-range bucket, rows by prompt, per SLO class or for all
+    under "*"). An offer without a profile cannot be simulated."""
 
     id: str
-    model: LatencyModel
+    model: LatencyModel | None
     usd_per_hour: float
     max_replicas: int | None = None
+    throughput: dict[str, tuple[tuple[float, ...], ...]] | None = None
+
+    def table_rps(self, bucket: Bucket) -> float:
+        assert self.throughput is not None
+        matrix = self.throughput.get(bucket.slo_class or "*", self.throughput.get("*"))
+        if matrix is None:
+            return 0.0
+        return float(matrix[bucket.prompt_bin][bucket.output_bin])
 
 
 @dataclass(frozen=True)
@@ -61,6 +74,15 @@ class Bucket:
     output_tokens: int
     rate_rps: float
     share: float
+    prompt_bin: int = 0  # index of its prompt range among the edges
+    output_bin: int = 0
+    prompt_range: tuple[int, int | None] = (0, None)  # [low, high) tokens; None: no bound
+    output_range: tuple[int, int | None] = (0, None)
+    # Sampled (prompt, output) lengths of the bucket's requests (the calibration replays them).
+    shapes: tuple[tuple[int, int], ...] = field(default=(), repr=False, compare=False)
+
+    def to_json(self) -> dict[str, Any]:
+        return {k: v for k, v in self.__dict__.items() if k != "shapes"}
 
 
 @dataclass
@@ -98,19 +120,43 @@ def buckets(spec: WorkloadSpec, samples: int = 20_000,
         if len(plans) >= samples:
             break
     groups: dict[tuple[str | None, int, int], list[tuple[int, int]]] = {}
+    # A bucket's share: each component's own share (exact, from the spec) times the fraction
+    # of that component's sampled requests in the bucket; not the sampled count of requests,
+    # whose noise in the choice of component could tip a replica count at a boundary.
+    component_share: dict[str, float] = {}
+    for c in spec.mix:  # components of one name count as one
+        component_share[c.name] = component_share.get(c.name, 0.0) + c.share
+    total_share = sum(component_share.values())
+    per_component: dict[str, int] = {}
+    weight: dict[tuple[str | None, int, int], float] = {}
+    for p in plans:
+        per_component[p.component] = per_component.get(p.component, 0) + 1
     for p in plans:
         key = (p.slo_class, _bin(p.prompt_tokens, prompt_edges), _bin(p.output_tokens, output_edges))
         groups.setdefault(key, []).append((p.prompt_tokens, p.output_tokens))
+        weight[key] = weight.get(key, 0.0) + (component_share.get(p.component, 0.0) / total_share
+                                              / per_component[p.component])
     out = []
     for (cls, pi, oi), shapes in sorted(groups.items(), key=lambda kv: (str(kv[0][0]), kv[0][1:])):
         arr = np.asarray(shapes)
-        share = len(shapes) / len(plans)
+        share = weight[(cls, pi, oi)]
         slo = spec.slo_classes[cls].model_dump(exclude_none=True) if cls in spec.slo_classes else {}
         label = (f"{cls or 'no-slo'} p{prompt_edges[pi]}-{_edge(prompt_edges[pi + 1])} "
                  f"o{output_edges[oi]}-{_edge(output_edges[oi + 1])}")
         out.append(Bucket(label, cls, slo, int(np.percentile(arr[:, 0], 90)),
-                          int(np.percentile(arr[:, 1], 90)), spec.arrival.rate_rps * share, share))
+                          int(np.percentile(arr[:, 1], 90)), spec.arrival.rate_rps * share, share,
+                          pi, oi,
+                          (prompt_edges[pi], _bound(prompt_edges[pi + 1])),
+                          (output_edges[oi], _bound(output_edges[oi + 1])),
+                          tuple(shapes[:_SHAPES])))
     return out
+
+
+_SHAPES = 2000  # sampled lengths kept per bucket
+
+
+def _bound(x: int) -> int | None:
+    return None if x >= 1 << 30 else x
 
 
 def _bin(x: int, edges: Sequence[int]) -> int:
@@ -173,10 +219,19 @@ def _max_rate(prefill_ms: float, step_ms: float, batch: int, output: int,
     return lo
 
 
+def capacities(buckets_: list[Bucket], offers: list[Offer], utilisation: float = 0.85,
+               headroom: float = 0.8) -> dict[str, dict[str, float]]:
+    """Bucket label -> offer id -> req/s per replica: the closed form above from each offer's
+    profile, or its throughput table."""
+    return {b.label: {o.id: (capacity_rps(o.model, b, utilisation, headroom) if o.model is not None
+                             else o.table_rps(b)) for o in offers} for b in buckets_}
+
+
 def plan(buckets_: list[Bucket], offers: list[Offer], utilisation: float = 0.85,
-         headroom: float = 0.8) -> Planning:
-    capacity = {b.label: {o.id: capacity_rps(o.model, b, utilisation, headroom) for o in offers}
-                for b in buckets_}
+         headroom: float = 0.8, capacity: dict[str, dict[str, float]] | None = None) -> Planning:
+    """The integer program's cheapest mix and each offer's homogeneous answer, on `capacity`
+    (default: the closed form, `capacities`)."""
+    capacity = capacity or capacities(buckets_, offers, utilisation, headroom)
     best = solve(buckets_, offers, capacity)
     homogeneous = {o.id: solve(buckets_, [o], capacity) for o in offers}
     return Planning(buckets_, offers, capacity, best, homogeneous)
@@ -222,3 +277,216 @@ def solve(buckets_: list[Bucket], offers: list[Offer],
                             if x[i * na + j] > 1e-6} for i, b in enumerate(buckets_)}
     usd = sum(o.usd_per_hour * replicas[o.id] for o in offers)
     return Plan({k: v for k, v in replicas.items() if v > 0}, usd, assignment, "optimal", solve_s)
+
+
+def routing_table(buckets_: list[Bucket], p: Plan) -> list[dict[str, Any]]:
+    """The plan's split as the cost-slo policy's `routing_table` parameter
+    (serving/policies/routing_table.py): one row per bucket, its shares per backend."""
+    rows = []
+    for b in buckets_:
+        shares = {oid: round(x, 6) for oid, x in p.assignment.get(b.label, {}).items()
+                  if round(x, 6) > 0}
+        if shares:
+            rows.append({"slo_class": b.slo_class, "prompt_tokens": list(b.prompt_range),
+                         "output_tokens": list(b.output_range), "shares": shares})
+    return rows
+
+
+# ---- capacity that holds: calibrated in the simulator ---------------------------------------
+
+
+Mix = list[tuple[Bucket, float]]  # buckets with their relative rates
+
+
+def calibration_plans(mix: Mix, rate_rps: float, requests: int, seed: int = 0,
+                      warmup: int = 20) -> list[Planned]:
+    """Poisson arrivals at `rate_rps` in all of the mix's buckets (in proportion to their
+    weights), each request one of its bucket's sampled lengths with its bucket's SLO; the
+    first `warmup` marked warm-up."""
+    rng = np.random.default_rng(seed)
+    n = requests + warmup
+    times = np.cumsum(rng.exponential(1.0 / rate_rps, size=n))
+    weights = np.array([w for _, w in mix], dtype=float)
+    which = rng.choice(len(mix), size=n, p=weights / weights.sum())
+    draws = rng.random(n)
+    out = []
+    for i, (k, u) in enumerate(zip(which.tolist(), draws.tolist())):
+        b = mix[k][0]
+        shapes = b.shapes or ((b.prompt_tokens, b.output_tokens),)
+        prompt, output = shapes[int(u * len(shapes))]
+        out.append(Planned(i, float(times[i]), prompt, max(output, 1), "calibration",
+                           b.slo_class, dict(b.slo), None, i < warmup))
+    return out
+
+
+def attainment_at(model: LatencyModel, mix: Mix, rate_rps: float, requests: int = 400,
+                  seed: int = 0, horizon_s: float = 60.0, most: int = 3000) -> float:
+    """SLO attainment of one replica fed the mix at `rate_rps` (simulated with the same engine
+    model as every check): at least `requests`, and enough to cover `horizon_s` of arrivals
+    (up to `most`): a replica slightly over its capacity falls behind slowly, and a short run
+    would not show it."""
+    from loadtest.simulator import SimBackend, simulate
+    from loadtest.workload import parse_workload
+
+    requests = int(min(max(requests, rate_rps * horizon_s), max(most, requests)))
+
+    spec = parse_workload({"arrival": {"process": "poisson", "rate_rps": rate_rps},
+                           "mix": [{"prompt_tokens": {"mean": 1}, "output_tokens": {"mean": 1}}],
+                           "num_requests": requests, "seed": seed})
+    records = simulate([SimBackend("r", model, 1.0)], _ONLY, spec,
+                       plans=calibration_plans(mix, rate_rps, requests, seed))
+    measured = [r for r in records if not r.warmup]
+    return sum(1 for r in measured if r.met_slo()) / len(measured) if measured else 0.0
+
+
+class _Only(Policy):
+    """One backend: no choice to make, so no prediction to pay for."""
+
+    def choose(self, ctx: RoutingContext) -> Decision:
+        return Decision(ctx.backends[0].id, None, 0.0, "the only backend", False)
+
+
+_ONLY = _Only()
+
+
+def calibrated_capacity(model: LatencyModel, mix: Mix, target: float, guess: float,
+                        requests: int = 400, seed: int = 0, steps: int = 4,
+                        horizon_s: float = 60.0) -> float:
+    """The highest arrival rate of the mix's requests at which one replica still meets
+    `target` attainment in the simulator: bracketed from `guess` by factors of 1.5, then
+    `steps` bisections (to ~5%). 0 when even a trickle of them (requests alone) misses the
+    target. Deterministic (seeded)."""
+    def ok(rate: float) -> bool:
+        return attainment_at(model, mix, rate, requests, seed, horizon_s) >= target
+
+    trickle = 0.02 * guess if guess > 0 else 1e-3
+    if not ok(trickle):
+        return 0.0
+    lo, hi = trickle, max(guess, trickle * 1.5)
+    if ok(hi):
+        lo = hi
+        for _ in range(8):
+            hi = lo * 1.5
+            if not ok(hi):
+                break
+            lo = hi
+        else:
+            return lo
+    else:
+        for _ in range(10):
+            mid = hi / 1.5
+            if mid <= lo:
+                break
+            if ok(mid):
+                lo = mid
+                break
+            hi = mid
+    for _ in range(steps):
+        mid = (lo + hi) / 2
+        lo, hi = (mid, hi) if ok(mid) else (lo, mid)
+    return lo
+
+
+def calibrate(buckets_: list[Bucket], offers: list[Offer], guess: dict[str, dict[str, float]],
+              target: float, min_share: float = 0.01, seed: int = 0,
+              progress: Callable[[int, int], None] | None = None) -> dict[str, dict[str, float]]:
+    """Every bucket x offer capacity from `calibrated_capacity` (offers with a profile; a
+    throughput table is taken as given), on short runs (15 s of arrivals): it gives each
+    offer's capacities their shape across buckets; `mix_factor` then measures, on long runs,
+    what one replica really sustains of the mix it is given. Buckets under `min_share` of the traffic get the
+    closed form scaled by the median calibrated / closed-form ratio of their offer: they
+    change the fleet too little to be worth their simulations. `progress(done, total)`."""
+    out = {b.label: dict(guess[b.label]) for b in buckets_}
+    big = [b for b in buckets_ if b.share >= min_share]
+    small = [b for b in buckets_ if b.share < min_share]
+    simulated = [o for o in offers if o.model is not None]
+    total, done = len(big) * len(simulated), 0
+    for o in simulated:
+        assert o.model is not None
+        ratios = []
+        for b in big:
+            g = guess[b.label][o.id]
+            c = calibrated_capacity(o.model, [(b, 1.0)], target, g, seed=seed, horizon_s=15.0)
+            out[b.label][o.id] = c
+            if g > 0 and c > 0:
+                ratios.append(c / g)
+            done += 1
+            if progress is not None:
+                progress(done, total)
+        scale = float(np.median(ratios)) if ratios else 1.0
+        for b in small:
+            out[b.label][o.id] = guess[b.label][o.id] * scale
+    return out
+
+
+def linear_rate(mix: Mix, capacity: dict[str, float]) -> float:
+    """The rate of the mix one replica serves if its buckets time-share it as the integer
+    program assumes (sum of rate_b / capacity_b = 1); 0 if a bucket has no capacity."""
+    total = sum(w for _, w in mix)
+    load = 0.0
+    for b, w in mix:
+        if w > 0:
+            if capacity[b.label] <= 0:
+                return 0.0
+            load += (w / total) / capacity[b.label]
+    return 1.0 / load if load > 0 else 0.0
+
+
+def mix_factor(model: LatencyModel, mix: Mix, isolated: dict[str, float], target: float,
+               seed: int = 0) -> float:
+    """Simulated / time-shared capacity of one replica for this mix of buckets: what sharing
+    a replica costs them (a long prefill stalls every decode beside it), <= 1 mostly."""
+    r_lin = linear_rate(mix, isolated)
+    if r_lin <= 0:
+        return 1.0
+    return calibrated_capacity(model, mix, target, r_lin, requests=300, seed=seed, steps=3) / r_lin
+
+
+def corrected_plan(buckets_: list[Bucket], offers: list[Offer],
+                   isolated: dict[str, dict[str, float]], target: float, rounds: int = 6,
+                   seed: int = 0) -> tuple[Planning, dict[str, float]]:
+    """The integer program on capacities that hold for the mix each offer is given.
+
+    Per-bucket capacities measured alone (`calibrate`) assume buckets time-share a replica
+    linearly; in the simulator they do worse (a document's prefill stalls the chats beside it).
+    So: start every offer at its factor for the whole workload (`mix_factor`, which also
+    gives the homogeneous fleets on paper), solve, measure each used offer's factor for the
+    buckets the solution gives it, scale that offer's capacities by it (a factor only falls),
+    and solve again, until the solution's own mixes hold what it assumed (within 5%) or
+    `rounds` solves. Offers without a profile keep
+    their table. Returns the last planning and the factors."""
+    everything = [(b, b.rate_rps) for b in buckets_]
+    factors = {}
+    for o in offers:
+        col = {b.label: isolated[b.label][o.id] for b in buckets_}
+        factors[o.id] = (mix_factor(o.model, everything, col, target, seed)
+                         if o.model is not None else 1.0)
+
+    def scaled(f: dict[str, float]) -> dict[str, dict[str, float]]:
+        return {b.label: {o.id: isolated[b.label][o.id] * f[o.id] for o in offers}
+                for b in buckets_}
+
+    homogeneous = {o.id: solve(buckets_, [o], scaled(factors)) for o in offers}
+    planning = Planning(buckets_, offers, scaled(factors), solve(buckets_, offers, scaled(factors)),
+                        homogeneous)
+    for _ in range(rounds - 1):
+        best = planning.best
+        if best.status != "optimal":
+            break
+        new = dict(factors)
+        for o in offers:
+            if o.model is None or not best.replicas.get(o.id):
+                continue
+            mix = [(b, b.rate_rps * best.assignment.get(b.label, {}).get(o.id, 0.0))
+                   for b in buckets_]
+            mix = [(b, w) for b, w in mix if w > 0]
+            if mix:
+                col = {b.label: isolated[b.label][o.id] for b in buckets_}
+                # Never raised: the factors only fall, so the rounds settle.
+                new[o.id] = min(factors[o.id], mix_factor(o.model, mix, col, target, seed))
+        if all(new[k] >= 0.95 * factors[k] for k in factors):
+            break  # the plan's own mixes hold what it assumed
+        factors = new
+        planning = Planning(buckets_, offers, scaled(factors),
+                            solve(buckets_, offers, scaled(factors)), homogeneous)
+    return planning, factors

@@ -167,8 +167,10 @@ class Simulation:
 
     def __init__(self, backends: list[SimBackend], policy: Policy, spec: WorkloadSpec,
                  fallback: Fallback = "fastest",
-                 interference: InterferenceTable | None = None) -> None:
+                 interference: InterferenceTable | None = None,
+                 plans: list[Planned] | None = None) -> None:
         self.backends = backends
+        self._given = plans  # explicit open-loop arrivals instead of the spec's
         self.policy = policy
         self.spec = spec
         self.fallback = fallback
@@ -210,8 +212,10 @@ class Simulation:
 
     def _run(self) -> list[Record]:
         closed = self.spec.arrival.process == "closed"
-        arrivals: Iterator[Planned] = (plan_requests(self.spec) if closed
-                                       else bounded_plans(self.spec))
+        arrivals: Iterator[Planned] = (
+            iter(self._given) if self._given is not None
+            else plan_requests(self.spec) if closed else bounded_plans(self.spec))
+        closed = closed and self._given is None
         self._closed = closed
         self._plans = arrivals
         self._measured = 0
@@ -507,5 +511,9 @@ def _doing(ops: list[int]) -> int:
 
 def simulate(backends: list[SimBackend], policy: Policy, spec: WorkloadSpec,
              fallback: Fallback = "fastest",
-             interference: InterferenceTable | None = None) -> list[Record]:
-    return Simulation(backends, policy, spec, fallback, interference).run()
+             interference: InterferenceTable | None = None,
+             plans: list[Planned] | None = None) -> list[Record]:
+    """The records of one run. `plans`: the arrivals to simulate (open loop, in time order,
+    warm-up ones marked), instead of those the spec generates; the spec still gives the
+    seed of the serving path's jitter."""
+    return Simulation(backends, policy, spec, fallback, interference, plans).run()

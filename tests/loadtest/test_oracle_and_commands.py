@@ -100,11 +100,64 @@ def test_plan_cli_on_the_example_catalogue(tmp_path: Path) -> None:
                  "--workload", "docs/examples/planning/workload.yaml",
                  "--check-duration", "30", "--out", str(out)]) == 0
     plan = json.loads((out / "plan.json").read_text())
-    paper, homo = plan["ilp_on_paper"], plan["cheapest_homogeneous"]
-    assert paper["status"] == "optimal" and paper["usd_per_hour"] <= homo["usd_per_hour"]
+    paper, homo = plan["paper"], plan["verified_homogeneous"]
+    assert paper["status"] == "optimal" and plan["capacity_method"] == "simulated"
+    # the paper mix is what the first check simulated, with the routing table it deploys
     assert plan["tries"][0]["replicas"] == paper["replicas"]
-    assert plan["simulated_check"]["homogeneous"]["attainment"] >= 0.99
-    chosen = plan["plan"]["replicas"] if plan["recommended"] == "mix" else homo["replicas"]
+    assert plan["verified_homogeneous_check"]["attainment"] >= 0.99
+    summary = plan["summary"]
+    assert summary["paper_usd_per_hour"] == paper["usd_per_hour"]
+    rec = plan["recommended"]
+    chosen = plan["verified"]["replicas"] if rec == "mix" else homo["replicas"]
+    if rec == "mix":
+        assert plan["verified_check"]["attainment"] >= 0.99
+        assert summary["verified_usd_per_hour"] <= homo["usd_per_hour"]
     fleet_cfg = parse_fleet_config(yaml.safe_load((out / "fleet.yaml").read_text()))
     assert {b.id: b.replicas for b in fleet_cfg.backends} == chosen
+    assert ("routing_table" in fleet_cfg.policy.params) == (rec == "mix")
     assert "Recommended" in (out / "plan.md").read_text()
+
+
+MELANGE = ROOT / "benchmarks" / "planner_cases" / "melange-example"
+
+
+def test_plan_on_throughput_tables_is_on_paper_and_says_so(tmp_path: Path) -> None:
+    out = tmp_path / "plan"
+    assert main(["plan", "--catalogue", str(MELANGE / "catalogue.yaml"), "--workload",
+                 str(MELANGE / "workload.yaml"), "--rate", "30", "--out", str(out),
+                 "--no-progress"]) == 0
+    plan = json.loads((out / "plan.json").read_text())
+    assert plan["paper"]["replicas"] == {"a10g": 1, "a100-80gb": 1}  # Mélange's $4.68/h mix
+    assert sorted(plan["unverified"]) == ["a100-80gb", "a10g"]
+    assert plan["recommended"] == "mix (unverified)" and plan["verified_check"] is None
+    assert "Unverified" in (out / "plan.md").read_text() and not (out / "fleet.yaml").exists()
+
+
+@pytest.mark.parametrize(("edit", "needle"), [
+    (lambda c: c["accelerators"][0].update(throughput=[[1, 2]]), "must be 2 x 2"),
+    (lambda c: c["accelerators"][0].update(profile="nope.json"), "exactly one of"),
+    (lambda c: c["buckets"].update(prompt_edges=[0, 512, 128]), "increase"),
+])
+def test_a_bad_catalogue_names_what_is_wrong(tmp_path: Path, edit, needle: str,  # type: ignore[no-untyped-def]
+                                             capsys: pytest.CaptureFixture[str]) -> None:
+    raw = yaml.safe_load((MELANGE / "catalogue.yaml").read_text())
+    edit(raw)
+    path = tmp_path / "catalogue.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    assert main(["plan", "--catalogue", str(path), "--rate", "5", "--out",
+                 str(tmp_path / "out")]) == 2
+    assert needle in capsys.readouterr().err
+
+
+def test_a_relative_profile_is_read_from_the_catalogues_folder(tmp_path: Path) -> None:
+    import shutil
+
+    shutil.copy(ROOT / "profiles" / "tables" / "cpu-onnxruntime.json", tmp_path / "ort.json")
+    (tmp_path / "catalogue.yaml").write_text(yaml.safe_dump({
+        "model": "tiny", "accelerators": [
+            {"id": "ort", "usd_per_hour": 0.2, "profile": "ort.json", "engine": "onnxruntime"}]}))
+    out = tmp_path / "out"
+    assert main(["plan", "--catalogue", str(tmp_path / "catalogue.yaml"), "--rate", "2",
+                 "--capacity", "closed-form", "--check-duration", "20", "--out", str(out),
+                 "--no-progress"]) == 0
+    assert json.loads((out / "plan.json").read_text())["recommended"] in ("mix", "homogeneous")

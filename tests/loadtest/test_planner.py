@@ -80,3 +80,73 @@ def test_buckets_keep_the_rate_and_the_plan_is_consistent() -> None:
     assert result.best.status == "optimal"
     homo = result.cheapest_homogeneous()
     assert homo is not None and result.best.usd_per_hour <= homo.usd_per_hour
+
+
+# ---- routing table, calibration, throughput tables --------------------------------------
+
+CHAT = Bucket("chat p0-128 o0-64", "chat", {"ttft_ms": 100.0, "tpot_ms": 8.0}, 64, 32, 1.0, 0.5, 0, 0, (0, 128),
+              (0, 64), ((64, 32),) * 10)
+DOC = Bucket("doc p512-inf o0-64", "doc", {"ttft_ms": 2000.0}, 1000, 16, 1.0, 0.5, 1, 0,
+             (512, None), (0, 64), ((1000, 16),) * 10)
+
+
+def test_a_plans_split_becomes_the_policys_routing_table() -> None:
+    from loadtest.planner import Plan, routing_table
+    from serving.policies.routing_table import RoutingTable
+
+    p = Plan({"a": 1, "b": 1}, 2.0, {CHAT.label: {"a": 0.25, "b": 0.75}, DOC.label: {"b": 1.0}},
+             "optimal")
+    rows = routing_table([CHAT, DOC], p)
+    assert rows[0] == {"slo_class": "chat", "prompt_tokens": [0, 128], "output_tokens": [0, 64],
+                       "shares": {"a": 0.25, "b": 0.75}}
+    table = RoutingTable.parse(rows)
+    assert table.match("doc", 5000, 10) == 1 and table.match("doc", 100, 10) == -1
+
+
+def test_calibrated_capacity_is_the_highest_rate_meeting_the_target() -> None:
+    from loadtest.planner import attainment_at, calibrated_capacity
+
+    cap = calibrated_capacity(MODEL, [(CHAT, 1.0)], 0.99, guess=capacity_rps(MODEL, CHAT))
+    assert cap > 0
+    assert attainment_at(MODEL, [(CHAT, 1.0)], cap) >= 0.99
+    assert attainment_at(MODEL, [(CHAT, 1.0)], cap * 1.5) < 0.99
+    # deterministic, and tighter targets hold less
+    assert calibrated_capacity(MODEL, [(CHAT, 1.0)], 0.99, capacity_rps(MODEL, CHAT)) == cap
+    tight = Bucket(**{**CHAT.__dict__, "slo": {"ttft_ms": 100.0, "tpot_ms": 4.5}})
+    assert calibrated_capacity(MODEL, [(tight, 1.0)], 0.99, capacity_rps(MODEL, tight)) < cap
+    # a request that misses alone: no capacity
+    hopeless = Bucket(**{**CHAT.__dict__, "slo": {"tpot_ms": 0.1}})
+    assert calibrated_capacity(MODEL, [(hopeless, 1.0)], 0.99, 1.0) == 0.0
+
+
+def test_long_prefills_make_a_shared_replica_hold_less_than_its_buckets_apart() -> None:
+    from loadtest.planner import linear_rate, mix_factor
+
+    isolated = {b.label: calibrated for b, calibrated in (
+        (CHAT, _cal(CHAT)), (DOC, _cal(DOC)))}
+    alone = mix_factor(MODEL, [(CHAT, 1.0)], isolated, 0.99)
+    shared = mix_factor(MODEL, [(CHAT, 1.0), (DOC, 1.0)], isolated, 0.99)
+    assert shared < alone
+    assert 0 < linear_rate([(CHAT, 1.0), (DOC, 1.0)], isolated) < isolated[CHAT.label]
+
+
+def _cal(b: Bucket) -> float:
+    from loadtest.planner import calibrated_capacity
+
+    return calibrated_capacity(MODEL, [(b, 1.0)], 0.99, capacity_rps(MODEL, b), horizon_s=15)
+
+
+def test_throughput_tables_are_planned_on_as_given() -> None:
+    """Mélange's public example: its solver's answers at 5 and 120 req/s, and a mix at 30."""
+    small = Offer("a10g", None, 1.01, throughput={"*": ((2, 1), (5, 2))})
+    big = Offer("a100", None, 3.67, throughput={"*": ((20, 20), (40, 20))})
+    shares = ((0.2, 0.1), (0.5, 0.2))
+
+    def bs(rate: float) -> list[Bucket]:
+        return [Bucket(f"p{i}o{j}", None, {}, 1, 1, rate * shares[i][j], shares[i][j], i, j)
+                for i in range(2) for j in range(2)]
+
+    for rate, replicas, usd in ((5, {"a10g": 2}, 2.02), (30, {"a10g": 1, "a100": 1}, 4.68),
+                                (120, {"a100": 5}, 18.35)):
+        p = plan(bs(rate), [small, big])
+        assert p.best.replicas == replicas and p.best.usd_per_hour == pytest.approx(usd)

@@ -1,4 +1,5 @@
-"""The real app on a local Ray cluster: OpenAI SDK, routing by SLO, 429, bad input.
+"""The real app on a local Ray cluster: OpenAI SDK, routing by SLO, 429, bad input, a
+plan's routing table.
 
 Fleet: `fast` (ONNX Runtime, its measured profile, $1/h) and `cheap` (ONNX Runtime slowed by
 its fault knob step_delay_ms=20, $0.02/h, a profile derived from the measured one plus that
@@ -63,6 +64,20 @@ def _fleet(tmp: Path, port: int, fallback: str) -> dict:
     }
 
 
+def _planned_fleet(tmp: Path, port: int) -> dict:
+    """The same fleet with a plan's routing table: the planner's own emission
+    (loadtest/planner.py routing_table) of a plan that gives `batch` requests 1/4 to fast and
+    3/4 to cheap."""
+    from loadtest.planner import Bucket, Plan, routing_table
+
+    bucket = Bucket("batch p0-inf o0-inf", "batch", {"e2e_ms": 120000}, 16, 8, 1.0, 1.0)
+    plan = Plan({"fast": 1, "cheap": 1}, 1.02, {bucket.label: {"fast": 0.25, "cheap": 0.75}},
+                "optimal")
+    fleet = _fleet(tmp, port, "fastest")
+    fleet["policy"] = {"name": "cost-slo", "params": {"routing_table": routing_table([bucket], plan)}}
+    return fleet
+
+
 @pytest.fixture(scope="module")
 def server(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
     import ray
@@ -81,6 +96,8 @@ def server(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory):  # t
                   name="costroute", route_prefix="/")
         serve.run(build_app(parse_fleet_config(_fleet(tmp, port, "reject"))),
                   name="reject", route_prefix="/reject")
+        serve.run(build_app(parse_fleet_config(_planned_fleet(tmp, port))),
+                  name="planned", route_prefix="/planned")
         base = f"http://127.0.0.1:{port}"
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:
@@ -228,6 +245,24 @@ def test_a_request_can_pin_its_backend(server: str) -> None:
                    headers={"x-costroute-pin-backend": "nope"})
     assert r.status_code == 400
     assert r.json()["error"]["param"] == "x-costroute-pin-backend"
+
+
+def test_a_plans_routing_table_splits_the_traffic_as_planned(server: str) -> None:
+    """Under the planned app (fleet config with the routing table), a short closed-loop load
+    (4 workers, 20 requests of the planned bucket) goes 1/4 fast, 3/4 cheap: the smooth
+    weighted round robin is exact over the sequence of decisions, whatever the timing."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    body = {"prompt": "Plan the fleet", "max_tokens": 4, "ignore_eos": True}
+    with ThreadPoolExecutor(4) as pool:
+        replies = list(pool.map(lambda _: _post(server, body, path="/planned/v1/completions"),
+                                range(20)))
+    assert all(r.status_code == 200 for r in replies)
+    backends = [r.headers["x-costroute-backend"] for r in replies]
+    assert (backends.count("fast"), backends.count("cheap")) == (5, 15)
+    # without the table the same fleet sends all of them to the cheapest
+    alone = [_post(server, body).headers["x-costroute-backend"] for _ in range(4)]
+    assert set(alone) == {"cheap"}
 
 
 def test_reject_fallback_gives_429(server: str) -> None:

@@ -78,9 +78,13 @@ def test_spill_over_to_another_planned_backend_then_off_plan() -> None:
     assert {d.backend_id for d in decisions} == {"medium"}
     assert any("cheapest other planned backend" in d.reason for d in decisions)
     assert not any(d.slo_risk for d in decisions)
-    # neither planned backend meets it: the cheapest that does, off plan
+    # neither planned backend meets it: the fastest planned one, flagged (spill: planned)...
     tighter = Slo(e2e_ms=(medium_e2e + FAST.predict(CHAT, BackendLoad()).e2e_ms) / 2)
     d = policy.choose(ctx(slo=tighter))
+    assert d.backend_id == "medium" and d.slo_risk
+    # ...or the cheapest that meets it, off plan (spill: any)
+    anywhere = make_policy("cost-slo", {"routing_table": table(CHAT_ROW), "spill": "any"})
+    d = anywhere.choose(ctx(slo=tighter))
     assert d.backend_id == "fast" and "off plan" in d.reason and not d.slo_risk
     # a planned backend that is down is skipped; its share goes to the others of the row
     assert {policy.choose(ctx(backends=views(unhealthy=("medium",)))).backend_id
@@ -106,10 +110,11 @@ def test_a_request_that_would_push_a_running_request_past_its_slo_is_not_placed_
     for load in (busy._replace(tightest_tpot_ms=after * 1.01), busy):
         d = policy.choose(ctx(slo=newcomer, backends=views({"slow": load}), slo_class=None))
         assert d.backend_id == "slow"
-    # the planned path checks it too
+    # the planned path checks it too: slow is picked first, and passed over
     planned = make_policy("cost-slo", {"routing_table": table(
-        {**CHAT_ROW, "shares": {"slow": 1.0}})})
-    assert planned.choose(ctx(slo=newcomer, backends=crowded)).backend_id == "medium"
+        {**CHAT_ROW, "shares": {"slow": 0.9, "medium": 0.1}})})
+    d = planned.choose(ctx(slo=newcomer, backends=crowded))
+    assert d.backend_id == "medium" and "slow would miss (others' tpot" in d.reason
 
 
 def test_the_cost_counts_the_replica_time_taken_from_the_others() -> None:
@@ -185,3 +190,9 @@ def test_the_simulator_and_the_live_router_follow_the_same_table() -> None:
                    make_policy(config.policy.name, config.policy.params), spec)
     assert [r.backend for r in sim] == live
     assert Counter(live) == {"x": 10, "y": 30}
+
+
+def test_spill_must_be_planned_or_any() -> None:
+    with pytest.raises(ConfigError) as err:
+        make_policy("cost-slo", {"routing_table": table(CHAT_ROW), "spill": "nowhere"})
+    assert err.value.field == "policy.params.spill"
