@@ -14,7 +14,13 @@ price and either a measured profile table or datasheet figures for a roofline es
          estimate: {bandwidth_gbs: 1600, tflops: 300, memory_gib: 64, efficiency: 0.5},
          ray_actor_options: {resources: {NPU: 1}}}
       - {id: cpu-onnxruntime, profile: profiles/tables/cpu-onnxruntime.json, usd_per_hour: 0.2,
-         engine: onnxruntime, engine_options: {model: tiny}}
+         engine: onnxruntime, engine_options: {model: tiny}}   # relative: from this file's folder
+      - {id: a10g, usd_per_hour: 1.01, throughput: [[2, 1], [5, 2]]}  # Mélange's input
+    buckets: {prompt_edges: [0, 128], output_edges: [0, 64]}  # rows / columns of a throughput
+
+An accelerator with a `throughput` table (req/s one replica sustains within the SLO per
+prompt range x output range; one matrix, or {slo_class: matrix, '*': matrix}) is planned on
+as given but cannot be simulated: a plan using it is reported unverified.
 """
 
 from __future__ import annotations
