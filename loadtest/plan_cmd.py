@@ -259,7 +259,8 @@ def _cmd_plan(args: argparse.Namespace) -> int:
     factors: dict[str, float] = {}
     if args.capacity == "simulated":
         isolated = _calibrate(bs, offers, closed_form, args)
-        paper, factors = corrected_plan(bs, offers, isolated, args.attainment, seed=args.seed or 0)
+        paper, factors = corrected_plan(bs, offers, isolated, args.attainment, seed=args.seed or 0,
+                                        horizon_s=spec.duration_s or args.check_duration)
     else:
         paper = plan(bs, offers, capacity=closed_form)
     ctx = _Context(args, catalogue, tables, spec, bs, offers)
@@ -305,52 +306,87 @@ def _calibrate(bs: list[Any], offers: list[Any], guess: dict[str, dict[str, floa
 def _verify(ctx: _Context, paper: Any, homo: tuple[Any, dict[str, Any]] | None,
             ) -> tuple[Any, dict[str, Any] | None, list[dict[str, Any]]]:
     """The paper mix in the simulator, with the cost-slo policy and the routing table it will
-    deploy. While it misses the target, add one replica where the misses are (the backend
-    with the most missed requests per replica whose replica still keeps the mix cheaper than
-    the verified homogeneous fleet; the table's shares stay), until it meets the target, no
-    such replica is left, or `_MAX_REPAIRS` tries."""
-    from loadtest.planner import Plan, routing_table
+    deploy (`_repair`: add replicas where the misses are, then trim). If no repair keeps it
+    cheaper than the verified homogeneous fleet, solve again with each backend's
+    capacities scaled by the share of its requests that met the SLO in that check (at least
+    half), and verify that solution, up to `_MAX_RESOLVES` times, while a new mix comes out
+    cheaper than the homogeneous fleet. Returns the verified plan (or the last tried), its
+    check and every try."""
+    from loadtest.planner import solve
 
     best = paper.best
     if best.status != "optimal" or not ctx.simulable(best.replicas):
         return best, None, []
+    capacity = paper.capacity
+    tries: list[dict[str, Any]] = []
+    ceiling = homo[0].usd_per_hour if homo is not None else math.inf
+    for attempt in range(_MAX_RESOLVES + 1):
+        plan, check, met = _repair(ctx, best, ceiling, tries,
+                                   "the integer program's mix" if attempt == 0 else
+                                   f"re-solved with capacities corrected by check {len(tries)}")
+        if met:
+            return plan, check, tries
+        total = check["requests"] or 1
+        scale = {o: max(1 - b["missed"] / max(b["share"] * total, 1), 0.5)
+                 for o, b in check["backends"].items()}
+        capacity = {label: {o: c * scale.get(o, 1.0) for o, c in caps.items()}
+                    for label, caps in capacity.items()}
+        new = solve(ctx.buckets, ctx.offers, capacity)
+        if (new.status != "optimal" or new.replicas == best.replicas
+                or not ctx.simulable(new.replicas) or new.usd_per_hour >= ceiling):
+            break
+        best = new
+    return plan, check, tries
+
+
+_MAX_RESOLVES = 3
+
+
+def _repair(ctx: _Context, best: Any, ceiling: float, tries: list[dict[str, Any]],
+            first: str) -> tuple[Any, dict[str, Any], bool]:
+    """One solution in the simulator: while it misses the target, add one replica where the
+    misses are (the backend with the most missed requests per replica whose replica keeps
+    the mix under `ceiling`, the verified homogeneous fleet's $/hour; the routing table's
+    shares stay), up to `_MAX_REPAIRS` tries; once it meets the target, `_trim` it. Appends
+    each check to `tries`; returns the cheapest plan that met the target (else the last
+    tried), its check, and whether it met."""
+    from loadtest.planner import Plan, routing_table
+
     table = routing_table(ctx.buckets, best)
     replicas = dict(best.replicas)
     prices = {o.id: o.usd_per_hour for o in ctx.offers}
     limits = {o.id: o.max_replicas for o in ctx.offers}
-    tries: list[dict[str, Any]] = []
+    mine: list[dict[str, Any]] = []
+    change = first
     while True:
         usd = sum(prices[o] * n for o, n in replicas.items())
         check = _simulate(ctx, replicas, table)
-        tries.append({"replicas": dict(replicas), "usd_per_hour": usd,
-                      "attainment": check["attainment"], "check": check,
-                      "change": tries[-1]["next"] if tries else "the integer program's mix"})
+        mine.append({"replicas": dict(replicas), "usd_per_hour": usd,
+                     "attainment": check["attainment"], "check": check, "change": change})
         met = (check["attainment"] or 0) >= ctx.args.attainment
-        if met or len(tries) > _MAX_REPAIRS:
+        if met or len(mine) > _MAX_REPAIRS:
             break
         misses = {o: check["backends"].get(o, {}).get("missed", 0) / n
                   for o, n in replicas.items() if n > 0}
-        ceiling = homo[0].usd_per_hour if homo is not None else math.inf
         grow = [o for o in sorted(misses, key=lambda o: -misses[o])
                 if misses[o] > 0 and (limits[o] is None or replicas[o] < limits[o])
                 and usd + prices[o] < ceiling]
         if not grow:
             break
         replicas[grow[0]] += 1
-        tries[-1]["next"] = f"+1 {grow[0]} (most missed requests per replica)"
-    for t in tries:
-        t.pop("next", None)
+        change = f"+1 {grow[0]} (most missed requests per replica)"
     if met:
-        _trim(ctx, replicas, table, tries)
-    last = min((t for t in tries if (t["attainment"] or 0) >= ctx.args.attainment),
-               key=lambda t: t["usd_per_hour"], default=tries[-1])
-    check = last.pop("check", check)
-    for t in tries:
+        _trim(ctx, replicas, table, mine)
+    good = [t for t in mine if (t["attainment"] or 0) >= ctx.args.attainment]
+    last = min(good, key=lambda t: t["usd_per_hour"]) if good else mine[-1]
+    check = last["check"]
+    for t in mine:
         t.pop("check", None)
+    tries.extend(mine)
     plan = Plan(last["replicas"], last["usd_per_hour"], best.assignment, "optimal", best.solve_s,
-                "the integer program's mix" if len(tries) == 1 else
-                "the integer program's mix, its replica counts adjusted in the simulator")
-    return plan, check, tries
+                first if len(mine) == 1 else f"{first}, its replica counts adjusted in the "
+                                             "simulator")
+    return plan, check, bool(good)
 
 
 def _trim(ctx: _Context, replicas: dict[str, int], table: list[dict[str, Any]],
@@ -377,37 +413,51 @@ def _trim(ctx: _Context, replicas: dict[str, int], table: list[dict[str, Any]],
 
 
 def _homogeneous_meeting(ctx: _Context, paper: Any) -> tuple[Any, dict[str, Any]] | None:
-    """The cheapest one-accelerator fleet that the simulator says meets the target: from each
-    accelerator's ILP answer, the fewest replicas that do (stepping down while it meets the
-    target, up while it misses, within -50% / +50%)."""
+    """The cheapest one-accelerator fleet that the simulator says meets the target. For each
+    accelerator (cheapest paper answer first), the fewest replicas that do: bisected between
+    a third of its paper count and the paper count (a pool absorbs bursts that the
+    one-replica calibration charges for), or counted up from the paper count (by up to half
+    of it) when that misses. Skipped once even the lower bound costs more than the best
+    found."""
     from loadtest.planner import Plan
 
     best: tuple[Any, dict[str, Any]] | None = None
+    target = ctx.args.attainment
+
+    def check(oid: str, k: int) -> dict[str, Any] | None:
+        c = _simulate(ctx, {oid: k}, None)
+        return c if (c["attainment"] or 0) >= target else None
+
     for oid, p in sorted(paper.homogeneous.items(), key=lambda kv: kv[1].usd_per_hour):
-        if p.status != "optimal" or oid not in ctx.tables or (
-                best is not None and p.usd_per_hour >= best[0].usd_per_hour):
+        if p.status != "optimal" or oid not in ctx.tables:
             continue
         n = p.replicas.get(oid, 0)
         price = p.usd_per_hour / n if n else 0.0
-        met: dict[int, dict[str, Any]] = {}
-        tried: set[int] = set()
-        k = n
-        while n // 2 <= k <= n + max(1, n // 2) and k not in tried:
-            if best is not None and price * k >= best[0].usd_per_hour:
-                break
-            tried.add(k)
-            check = _simulate(ctx, {oid: k}, None)
-            if (check["attainment"] or 0) >= ctx.args.attainment:
-                met[k] = check
-                k -= 1  # met: would one replica fewer do?
-            elif met:
-                break
-            else:
-                k += 1
-        if met:
-            k = min(met)
-            best = (Plan({oid: k}, price * k, p.assignment, "optimal", p.solve_s,
-                         f"ILP answer {n}, {k} in the simulator"), met[k])
+        low = max(-(-n // 3), 1)
+        if best is not None and price * low >= best[0].usd_per_hour:
+            continue
+        found: tuple[int, dict[str, Any]] | None = None
+        top = check(oid, n)
+        if top is not None:
+            found = (n, top)
+            lo, hi = low - 1, n  # hi meets; lo assumed not
+            while hi - lo > 1:
+                mid = (lo + hi) // 2
+                c = check(oid, mid)
+                lo, hi = (lo, mid) if c is not None else (mid, hi)
+                if c is not None:
+                    found = (mid, c)
+        else:
+            for k in range(n + 1, n + max(1, n // 2) + 1):
+                if best is not None and price * k >= best[0].usd_per_hour:
+                    break
+                c = check(oid, k)
+                if c is not None:
+                    found = (k, c)
+                    break
+        if found is not None and (best is None or price * found[0] < best[0].usd_per_hour):
+            best = (Plan({oid: found[0]}, price * found[0], p.assignment, "optimal", p.solve_s,
+                         f"ILP answer {n}, {found[0]} in the simulator"), found[1])
     return best
 
 
@@ -574,7 +624,8 @@ def plan_markdown(d: dict[str, Any], fleet: Path | None) -> str:
     tries = d["tries"]
     rows = [("paper optimum (the integer program's mix)", d["paper"],
              {"attainment": tries[0]["attainment"]} if tries else None),
-            ("verified mix", d["verified"] if len(tries) > 1 else None, d["verified_check"]),
+            ("mix after the simulator's repairs", d["verified"] if len(tries) > 1 else None,
+             d["verified_check"]),
             ("cheapest homogeneous on paper", _cheapest(d["paper_homogeneous"]), None),
             ("cheapest homogeneous, verified", d["verified_homogeneous"],
              d["verified_homogeneous_check"])]

@@ -433,33 +433,36 @@ def linear_rate(mix: Mix, capacity: dict[str, float]) -> float:
 
 
 def mix_factor(model: LatencyModel, mix: Mix, isolated: dict[str, float], target: float,
-               seed: int = 0) -> float:
+               seed: int = 0, horizon_s: float = 300.0) -> float:
     """Simulated / time-shared capacity of one replica for this mix of buckets: what sharing
-    a replica costs them (a long prefill stalls every decode beside it), <= 1 mostly."""
+    a replica costs them (a long prefill stalls every decode beside it), <= 1 mostly.
+    Measured over `horizon_s` of arrivals (the check's duration): a replica a few percent
+    over its capacity meets the target for a minute and then falls behind."""
     r_lin = linear_rate(mix, isolated)
     if r_lin <= 0:
         return 1.0
-    return calibrated_capacity(model, mix, target, r_lin, requests=300, seed=seed, steps=3) / r_lin
+    return calibrated_capacity(model, mix, target, r_lin, requests=300, seed=seed, steps=3,
+                               horizon_s=horizon_s) / r_lin
 
 
 def corrected_plan(buckets_: list[Bucket], offers: list[Offer],
                    isolated: dict[str, dict[str, float]], target: float, rounds: int = 6,
-                   seed: int = 0) -> tuple[Planning, dict[str, float]]:
+                   seed: int = 0, horizon_s: float = 300.0) -> tuple[Planning, dict[str, float]]:
     """The integer program on capacities that hold for the mix each offer is given.
 
     Per-bucket capacities measured alone (`calibrate`) assume buckets time-share a replica
     linearly; in the simulator they do worse (a document's prefill stalls the chats beside it).
     So: start every offer at its factor for the whole workload (`mix_factor`, which also
     gives the homogeneous fleets on paper), solve, measure each used offer's factor for the
-    buckets the solution gives it, scale that offer's capacities by it (a factor only falls),
-    and solve again, until the solution's own mixes hold what it assumed (within 5%) or
-    `rounds` solves. Offers without a profile keep
+    buckets the solution gives it, scale that offer's capacities by it and solve again, until
+    the solution's own mixes hold what it assumed (within 5%), a fleet comes back, or
+    `rounds` solves. The cheapest homogeneous answer replaces a dearer last mix. Offers without a profile keep
     their table. Returns the last planning and the factors."""
     everything = [(b, b.rate_rps) for b in buckets_]
     factors = {}
     for o in offers:
         col = {b.label: isolated[b.label][o.id] for b in buckets_}
-        factors[o.id] = (mix_factor(o.model, everything, col, target, seed)
+        factors[o.id] = (mix_factor(o.model, everything, col, target, seed, horizon_s)
                          if o.model is not None else 1.0)
 
     def scaled(f: dict[str, float]) -> dict[str, dict[str, float]]:
@@ -469,10 +472,13 @@ def corrected_plan(buckets_: list[Bucket], offers: list[Offer],
     homogeneous = {o.id: solve(buckets_, [o], scaled(factors)) for o in offers}
     planning = Planning(buckets_, offers, scaled(factors), solve(buckets_, offers, scaled(factors)),
                         homogeneous)
+    seen = set()
     for _ in range(rounds - 1):
         best = planning.best
-        if best.status != "optimal":
-            break
+        key = tuple(sorted(best.replicas.items()))
+        if best.status != "optimal" or key in seen:
+            break  # infeasible, or the rounds came back to a fleet they had (a cycle)
+        seen.add(key)
         new = dict(factors)
         for o in offers:
             if o.model is None or not best.replicas.get(o.id):
@@ -482,11 +488,15 @@ def corrected_plan(buckets_: list[Bucket], offers: list[Offer],
             mix = [(b, w) for b, w in mix if w > 0]
             if mix:
                 col = {b.label: isolated[b.label][o.id] for b in buckets_}
-                # Never raised: the factors only fall, so the rounds settle.
-                new[o.id] = min(factors[o.id], mix_factor(o.model, mix, col, target, seed))
+                new[o.id] = mix_factor(o.model, mix, col, target, seed, horizon_s)
         if all(new[k] >= 0.95 * factors[k] for k in factors):
             break  # the plan's own mixes hold what it assumed
         factors = new
         planning = Planning(buckets_, offers, scaled(factors),
                             solve(buckets_, offers, scaled(factors)), homogeneous)
+    # Each homogeneous answer holds on its own (whole-workload) factor: the cheapest of them
+    # is a solution too, when the mix rounds ended dearer.
+    cheapest = planning.cheapest_homogeneous()
+    if cheapest is not None and cheapest.usd_per_hour < planning.best.usd_per_hour:
+        planning = Planning(buckets_, offers, planning.capacity, cheapest, homogeneous)
     return planning, factors
