@@ -259,6 +259,7 @@ def _cmd_plan(args: argparse.Namespace) -> int:
     factors: dict[str, float] = {}
     if args.capacity == "simulated":
         isolated = _calibrate(bs, offers, closed_form, args)
+        _say(args, "measuring what one replica of each accelerator holds of its mix ...")
         paper, factors = corrected_plan(bs, offers, isolated, args.attainment, seed=args.seed or 0,
                                         horizon_s=spec.duration_s or args.check_duration)
     else:
@@ -285,6 +286,12 @@ class _Context:
 
     def simulable(self, replicas: dict[str, int]) -> bool:
         return all(oid in self.tables for oid, n in replicas.items() if n > 0)
+
+
+def _say(args: argparse.Namespace, text: str) -> None:
+    """A progress line on stderr (not with --no-progress)."""
+    if not args.no_progress:
+        print(text, file=sys.stderr, flush=True)
 
 
 def _calibrate(bs: list[Any], offers: list[Any], guess: dict[str, dict[str, float]],
@@ -477,6 +484,9 @@ def _simulate(ctx: _Context, replicas: dict[str, int],
                      "cost-slo", {"routing_table": table} if table else {}, "fastest",
                      ctx.spec, None, "planned fleet", report=False, oracle=False)
     lat = s["latency_ms"]
+    _say(ctx.args, f"simulated {', '.join(f'{k} x{v}' for k, v in replicas.items())}"
+                   f"{' (routing table)' if table else ''}: attainment "
+                   f"{_f(s['slo']['attainment'], '.3f')}")
     return {"replicas": replicas, "attainment": s["slo"]["attainment"],
             "classes": {k: v["attainment"] for k, v in s["slo"]["classes"].items()},
             "ttft_p50_ms": lat["ttft"]["median"], "ttft_p90_ms": lat["ttft"]["p90"],
