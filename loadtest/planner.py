@@ -320,21 +320,24 @@ def calibration_plans(mix: Mix, rate_rps: float, requests: int, seed: int = 0,
 
 
 def attainment_at(model: LatencyModel, mix: Mix, rate_rps: float, requests: int = 400,
-                  seed: int = 0, horizon_s: float = 60.0, most: int = 3000) -> float:
-    """SLO attainment of one replica fed the mix at `rate_rps` (simulated with the same engine
-    model as every check): at least `requests`, and enough to cover `horizon_s` of arrivals
+                  seed: int = 0, horizon_s: float = 60.0, most: int = 3000,
+                  replicas: int = 1) -> float:
+    """SLO attainment of `replicas` replicas (least-loaded routing among them, as Ray Serve
+    spreads a deployment's requests) fed the mix at `rate_rps` each (simulated with the same
+    engine model as every check): at least `requests`, and enough to cover `horizon_s` of arrivals
     (up to `most`): a replica slightly over its capacity falls behind slowly, and a short run
     would not show it."""
     from loadtest.simulator import SimBackend, simulate
     from loadtest.workload import parse_workload
 
-    requests = int(min(max(requests, rate_rps * horizon_s), max(most, requests)))
+    requests = int(min(max(requests, rate_rps * replicas * horizon_s),
+                       max(most, requests) * replicas))
 
     spec = parse_workload({"arrival": {"process": "poisson", "rate_rps": rate_rps},
                            "mix": [{"prompt_tokens": {"mean": 1}, "output_tokens": {"mean": 1}}],
                            "num_requests": requests, "seed": seed})
-    records = simulate([SimBackend("r", model, 1.0)], _ONLY, spec,
-                       plans=calibration_plans(mix, rate_rps, requests, seed))
+    records = simulate([SimBackend("r", model, 1.0, replicas)], _ONLY, spec,
+                       plans=calibration_plans(mix, rate_rps * replicas, requests, seed))
     measured = [r for r in records if not r.warmup]
     return sum(1 for r in measured if r.met_slo()) / len(measured) if measured else 0.0
 
@@ -351,13 +354,14 @@ _ONLY = _Only()
 
 def calibrated_capacity(model: LatencyModel, mix: Mix, target: float, guess: float,
                         requests: int = 400, seed: int = 0, steps: int = 4,
-                        horizon_s: float = 60.0) -> float:
+                        horizon_s: float = 60.0, replicas: int = 1) -> float:
     """The highest arrival rate of the mix's requests at which one replica still meets
     `target` attainment in the simulator: bracketed from `guess` by factors of 1.5, then
     `steps` bisections (to ~5%). 0 when even a trickle of them (requests alone) misses the
     target. Deterministic (seeded)."""
     def ok(rate: float) -> bool:
-        return attainment_at(model, mix, rate, requests, seed, horizon_s) >= target
+        return attainment_at(model, mix, rate, requests, seed, horizon_s,
+                             replicas=replicas) >= target
 
     trickle = 0.02 * guess if guess > 0 else 1e-3
     if not ok(trickle):
@@ -433,16 +437,17 @@ def linear_rate(mix: Mix, capacity: dict[str, float]) -> float:
 
 
 def mix_factor(model: LatencyModel, mix: Mix, isolated: dict[str, float], target: float,
-               seed: int = 0, horizon_s: float = 300.0) -> float:
+               seed: int = 0, horizon_s: float = 300.0, replicas: int = 1) -> float:
     """Simulated / time-shared capacity of one replica for this mix of buckets: what sharing
     a replica costs them (a long prefill stalls every decode beside it), <= 1 mostly.
     Measured over `horizon_s` of arrivals (the check's duration): a replica a few percent
-    over its capacity meets the target for a minute and then falls behind."""
+    over its capacity meets the target for a minute and then falls behind. Per replica of a
+    pool of `replicas`: a pool absorbs bursts that one replica alone cannot."""
     r_lin = linear_rate(mix, isolated)
     if r_lin <= 0:
         return 1.0
     return calibrated_capacity(model, mix, target, r_lin, requests=300, seed=seed, steps=3,
-                               horizon_s=horizon_s) / r_lin
+                               horizon_s=horizon_s, replicas=replicas) / r_lin
 
 
 def corrected_plan(buckets_: list[Bucket], offers: list[Offer],
@@ -452,18 +457,27 @@ def corrected_plan(buckets_: list[Bucket], offers: list[Offer],
 
     Per-bucket capacities measured alone (`calibrate`) assume buckets time-share a replica
     linearly; in the simulator they do worse (a document's prefill stalls the chats beside it).
-    So: start every offer at its factor for the whole workload (`mix_factor`, which also
-    gives the homogeneous fleets on paper), solve, measure each used offer's factor for the
-    buckets the solution gives it, scale that offer's capacities by it and solve again, until
+    So: start every offer at its factor for the whole workload (`mix_factor` on a pool of
+    about the size that workload needs, up to `_MAX_POOL`; it also gives the homogeneous
+    fleets on paper), solve, measure each used offer's factor for the buckets the solution
+    gives it on a pool of the replicas it got, scale that offer's capacities by it and solve again, until
     the solution's own mixes hold what it assumed (within 5%), a fleet comes back, or
     `rounds` solves. The cheapest homogeneous answer replaces a dearer last mix. Offers without a profile keep
     their table. Returns the last planning and the factors."""
     everything = [(b, b.rate_rps) for b in buckets_]
+    total_rate = sum(b.rate_rps for b in buckets_)
     factors = {}
     for o in offers:
         col = {b.label: isolated[b.label][o.id] for b in buckets_}
-        factors[o.id] = (mix_factor(o.model, everything, col, target, seed, horizon_s)
-                         if o.model is not None else 1.0)
+        if o.model is None:
+            factors[o.id] = 1.0
+            continue
+        alone = mix_factor(o.model, everything, col, target, seed, horizon_s)
+        # ...then on a pool of about the size the whole workload would need of it
+        r_lin = linear_rate(everything, col)
+        pool = _pool(total_rate / (r_lin * alone)) if r_lin > 0 and alone > 0 else 1
+        factors[o.id] = (alone if pool == 1 else
+                         mix_factor(o.model, everything, col, target, seed, horizon_s, pool))
 
     def scaled(f: dict[str, float]) -> dict[str, dict[str, float]]:
         return {b.label: {o.id: isolated[b.label][o.id] * f[o.id] for o in offers}
@@ -488,7 +502,8 @@ def corrected_plan(buckets_: list[Bucket], offers: list[Offer],
             mix = [(b, w) for b, w in mix if w > 0]
             if mix:
                 col = {b.label: isolated[b.label][o.id] for b in buckets_}
-                new[o.id] = mix_factor(o.model, mix, col, target, seed, horizon_s)
+                new[o.id] = mix_factor(o.model, mix, col, target, seed, horizon_s,
+                                       _pool(best.replicas[o.id]))
         if all(new[k] >= 0.95 * factors[k] for k in factors):
             break  # the plan's own mixes hold what it assumed
         factors = new
@@ -500,3 +515,10 @@ def corrected_plan(buckets_: list[Bucket], offers: list[Offer],
     if cheapest is not None and cheapest.usd_per_hour < planning.best.usd_per_hour:
         planning = Planning(buckets_, offers, planning.capacity, cheapest, homogeneous)
     return planning, factors
+
+
+_MAX_POOL = 8  # replicas simulated at most per calibration (the gain flattens out)
+
+
+def _pool(replicas: float) -> int:
+    return max(1, min(int(math.ceil(replicas)), _MAX_POOL))
