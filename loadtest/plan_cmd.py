@@ -514,8 +514,9 @@ def check_and_write(ctx: _Context, paper: Any, closed_form: dict[str, dict[str, 
     homo_plan, homo_check = homo if homo is not None else (None, None)
     mix_ok = check is not None and (check["attainment"] or 0) >= args.attainment
     unverified = verified.status == "optimal" and check is None
-    candidates = ([("mix", verified)] if mix_ok else []) + (
-        [("homogeneous", homo_plan)] if homo_plan is not None else [])
+    # Homogeneous first: on a tie it wins (the same fleet, or as dear, with no table to keep).
+    candidates = ([("homogeneous", homo_plan)] if homo_plan is not None else []) + (
+        [("mix", verified)] if mix_ok else [])
     if not candidates and unverified:
         candidates = [("mix (unverified)", verified)]
     recommended = min(candidates, key=lambda c: c[1].usd_per_hour) if candidates else None
