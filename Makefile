@@ -63,7 +63,7 @@ example: model
 example-validation: model
 	PY=$(PY) docs/examples/simulator-validation/run.sh
 
-# A fleet plan for mixed chat/document traffic on roofline-estimated accelerators (~30 s).
+# A fleet plan for mixed chat/document traffic on roofline-estimated accelerators (~8 min).
 example-plan: install
 	$(CR) plan --catalogue docs/examples/planning/catalogue.yaml \
 		--workload docs/examples/planning/workload.yaml --out docs/examples/planning/result
