@@ -474,10 +474,9 @@ def _simulate(ctx: _Context, replicas: dict[str, int],
     figures the plan reports."""
     from loadtest.simulate_cmd import simulate_run
     from loadtest.simulator import SimBackend
-    from profiles.latency import LatencyModel
 
-    offers = {a.id: a for a in ctx.catalogue.accelerators}
-    backends = [SimBackend(oid, LatencyModel(ctx.tables[oid]), offers[oid].usd_per_hour, n)
+    offers = {o.id: o for o in ctx.offers}  # their latency models, built once
+    backends = [SimBackend(oid, offers[oid].model, offers[oid].usd_per_hour, n)
                 for oid, n in replicas.items() if n > 0]
     model = ctx.catalogue.model
     s = simulate_run(str(model if isinstance(model, str) else model["name"]), backends,

@@ -460,15 +460,15 @@ def corrected_plan(buckets_: list[Bucket], offers: list[Offer],
     So: start every offer at its factor for the whole workload (`mix_factor` on a pool of
     about the size that workload needs, up to `_MAX_POOL`; it also gives the homogeneous
     fleets on paper), solve, measure each used offer's factor for the buckets the solution
-    gives it on a pool of the replicas it got, scale that offer's capacities by it and solve again, until
-    the solution's own mixes hold what it assumed (within 5%), a fleet comes back, or
-    `rounds` solves. The cheapest homogeneous answer replaces a dearer last mix. Offers without a profile keep
-    their table. Returns the last planning and the factors."""
+    gives it on a pool of the replicas it got, scale that offer's capacities by it and solve
+    again, until the solution's own mixes hold what it assumed (within 5%), a fleet comes
+    back, or `rounds` solves. The cheapest homogeneous answer replaces a dearer last mix.
+    Offers without a profile keep their table. Returns the last planning and the factors."""
     everything = [(b, b.rate_rps) for b in buckets_]
     total_rate = sum(b.rate_rps for b in buckets_)
     factors = {}
     for o in offers:
-        col = {b.label: isolated[b.label][o.id] for b in buckets_}
+        col = _column(isolated, o.id)
         if o.model is None:
             factors[o.id] = 1.0
             continue
@@ -501,9 +501,8 @@ def corrected_plan(buckets_: list[Bucket], offers: list[Offer],
                    for b in buckets_]
             mix = [(b, w) for b, w in mix if w > 0]
             if mix:
-                col = {b.label: isolated[b.label][o.id] for b in buckets_}
-                new[o.id] = mix_factor(o.model, mix, col, target, seed, horizon_s,
-                                       _pool(best.replicas[o.id]))
+                new[o.id] = mix_factor(o.model, mix, _column(isolated, o.id), target, seed,
+                                       horizon_s, _pool(best.replicas[o.id]))
         if all(new[k] >= 0.95 * factors[k] for k in factors):
             break  # the plan's own mixes hold what it assumed
         factors = new
@@ -515,6 +514,11 @@ def corrected_plan(buckets_: list[Bucket], offers: list[Offer],
     if cheapest is not None and cheapest.usd_per_hour < planning.best.usd_per_hour:
         planning = Planning(buckets_, offers, planning.capacity, cheapest, homogeneous)
     return planning, factors
+
+
+def _column(capacity: dict[str, dict[str, float]], offer_id: str) -> dict[str, float]:
+    """One offer's capacity per bucket label."""
+    return {label: caps[offer_id] for label, caps in capacity.items()}
 
 
 _MAX_POOL = 8  # replicas simulated at most per calibration (the gain flattens out)

@@ -108,7 +108,9 @@ class CostSloPolicy(Policy):
         chosen = candidate(ctx, views[row.backends[pick]], self.safety_margin)
         if not chosen.misses:
             return decide(chosen, [chosen], f"planned share of {row.label()}")
-        candidates = evaluate(ctx, self.safety_margin)
+        # The others, in the fleet's order; the pick is not predicted twice.
+        candidates = [chosen if b.id == chosen.backend_id else candidate(ctx, b, self.safety_margin)
+                      for b in ctx.backends if b.healthy]
         planned = [c for c in candidates if c.backend_id in row.backends]
         meeting = [c for c in planned if not c.misses]
         if meeting:
