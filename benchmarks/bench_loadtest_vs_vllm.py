@@ -132,7 +132,7 @@ def main() -> int:
     rounds = []
     with open(work / "serve.log", "w") as log:
         proc = subprocess.Popen(serve, env=env, stdout=log, stderr=subprocess.STDOUT,
-                                start_new_session=True)
+                                process_group=0)  # not a new session: see _stop
         try:
             ready = _wait_ready(proc, port, 300)
             print(f"vllm serve ready in {ready:.1f}s", file=sys.stderr)

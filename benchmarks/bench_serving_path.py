@@ -224,7 +224,7 @@ def serve_side(args: argparse.Namespace, side: str, spec: BackendSpec, model_dir
                             "levels": []}
     with open(work / "server.log", "w") as out:
         proc = subprocess.Popen(cmd, cwd=_REPO_ROOT, env=env, stdout=out,
-                                stderr=subprocess.STDOUT, start_new_session=True)
+                                stderr=subprocess.STDOUT, process_group=0)  # not a new session: see _stop
         try:
             info["ready_s"] = _wait_ready(proc, port, args.server_timeout_s)
             log(f"{side}: ready in {info['ready_s']:.0f}s")
