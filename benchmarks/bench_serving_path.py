@@ -254,31 +254,30 @@ def serve_side(args: argparse.Namespace, side: str, spec: BackendSpec, model_dir
 # ---- the decision -------------------------------------------------------------------------
 
 
-def decision_times(n_backends: int, iterations: int, states: int = 61) -> dict[str, float]:
+def decision_times(n_backends: int, iterations: int) -> dict[str, float]:
     """`policy.choose` (cost-slo) over `n_backends` backends (the measured cpu-onnxruntime
-    table), each with 8 running and 2 waiting requests. Every call sees other states (61
-    load snapshots, contexts and remaining tokens moved on, cycled with a stride), so the
-    latency model's grid memos are as cold as a live router's, not warmed by one repeated
-    question."""
+    table), each with 8 running and 2 waiting requests. No two calls see the same state (a
+    live router's contexts and remaining tokens move on with every token), so nothing the
+    latency model could memoise is warm; contexts of 200-1,100 tokens, the measured grid's range."""
     from profiles.latency import BackendLoad, LatencyModel, RequestShape, RunningSeq
     from profiles.table import load_profile
     from serving.policies import BackendView, RoutingContext, Slo, make_policy
 
     model = LatencyModel(load_profile(_REPO_ROOT / "profiles/tables/cpu-onnxruntime.json"))
     policy = make_policy("cost-slo")
-    loads = [BackendLoad(running=tuple(RunningSeq(200 + 10 * i + k, 50 + 5 * i - k % 40)
-                                       for i in range(8)),
-                         waiting=(RequestShape(128 + k, 64),) * 2, arrival_rate_per_s=5,
-                         mean_prompt_tokens=128)
-             for k in range(states)]
-    contexts = [RoutingContext(RequestShape(100 + 7 * (k % 13), 64), Slo(ttft_ms=200, tpot_ms=50),
-                               tuple(BackendView(f"b{i}", 0.1 + i * 0.01, model,
-                                                 loads[(k + 7 * i) % states])
-                                     for i in range(n_backends)))
-                for k in range(states)]
+    def load(k: int) -> BackendLoad:
+        return BackendLoad(running=tuple(RunningSeq(200 + 60 * i + (k * 7 + i) % 331,
+                                                    20 + 5 * i + (k * 13 + 3 * i) % 97)
+                                         for i in range(8)),
+                           waiting=(RequestShape(100 + k % 157, 64),) * 2, arrival_rate_per_s=5,
+                           mean_prompt_tokens=128)
+
     samples = []
-    for k in range(iterations):
-        ctx = contexts[(k * 17) % states]
+    for k in range(iterations):  # each context built untimed, just before its decision
+        ctx = RoutingContext(RequestShape(100 + (k * 11) % 200, 64), Slo(ttft_ms=200, tpot_ms=50),
+                             tuple(BackendView(f"b{i}", 0.1 + i * 0.01, model,
+                                               load(k * n_backends + i))
+                                   for i in range(n_backends)))
         t = time.perf_counter()
         policy.choose(ctx)
         samples.append((time.perf_counter() - t) * 1e6)

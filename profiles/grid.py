@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 _MEMO_SIZE = 65_536
+_CELLS = 1025  # integer x from 0 to 1024 have their x cell precomputed
 
 
 @dataclass(frozen=True)
@@ -23,18 +24,28 @@ class Grid2D:
     xs: tuple[float, ...]
     ys: tuple[float, ...]
     values: tuple[tuple[float, ...], ...]
-    _memo: dict[tuple[float, float], tuple[float, bool]] = field(
-        default_factory=dict, compare=False, repr=False)
+    # Per integer x (x is a batch size or a count of running sequences in every caller):
+    # its cell along xs and the fraction into it, so the x half of a lookup is done once.
+    _cell: list[int] = field(default_factory=list, compare=False, repr=False)
+    _frac: list[float] = field(default_factory=list, compare=False, repr=False)
     _memo1: dict[float, tuple[float, bool]] = field(  # x == 1, keyed by y alone
         default_factory=dict, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        for k in range(_CELLS):
+            fx, i = _locate(self.xs, max(float(k), self.xs[0]))
+            self._cell.append(i)
+            self._frac.append(fx)
 
     def at(self, x: float, y: float) -> tuple[float, bool]:
         """The value at (x, y) and whether it lies outside the measured grid.
 
         A named method, not __call__: compiled callers (profiles/compiled.py) call it natively,
-        without boxing the arguments and the result. Memoised: the router and the simulator
-        ask for the same few points again and again, most of them at x = 1 (a batch of one),
-        which has its own memo keyed by y alone (no key tuple to build, hash and compare)."""
+        without boxing the arguments and the result. Not memoised: a router's walk asks for
+        ~20 points per busy backend per request, nearly all at context lengths no earlier
+        request asked for, and a memo's missed lookup (hash a key, insert it) costs more than
+        the arithmetic. Integer x takes its cell from a table; the rest is `_bilinear`'s
+        arithmetic."""
         if x == 1.0:
             hit = self._memo1.get(y)
             if hit is not None:
@@ -44,23 +55,37 @@ class Grid2D:
             result = self._compute(x, y)
             self._memo1[y] = result
             return result
-        hit = self._memo.get((x, y))
-        if hit is not None:
-            return hit
-        if len(self._memo) >= _MEMO_SIZE:
-            self._memo.clear()
-        result = self._compute(x, y)
-        self._memo[(x, y)] = result
-        return result
+        return self._compute(x, y)
+
+    def pair(self, x: int, y: float) -> tuple[float, float, bool]:
+        """`at(x, y)` and `at(x - 1, y)` (x >= 2) with one search along y, and whether either
+        lies outside the grid: a decode step with and without one of its sequences."""
+        fy, j = _locate(self.ys, max(y, self.ys[0]))
+        with_, outside = self._at_row(x, y, fy, j)
+        without, outside_too = self._at_row(x - 1, y, fy, j)
+        return with_, without, outside or outside_too
 
     def _compute(self, x: float, y: float) -> tuple[float, bool]:
-        outside = not (self.xs[0] <= x <= self.xs[-1] and self.ys[0] <= y <= self.ys[-1])
-        x, y = max(x, self.xs[0]), max(y, self.ys[0])
-        value = self._bilinear(x, y)
-        if outside:
-            edge = self._bilinear(min(x, self.xs[-1]), min(y, self.ys[-1]))
-            value = max(value, edge)
-        return value, outside
+        fy, j = _locate(self.ys, max(y, self.ys[0]))
+        return self._at_row(x, y, fy, j)
+
+    def _at_row(self, x: float, y: float, fy: float, j: int) -> tuple[float, bool]:
+        """The value at (x, y), y's cell and fraction given."""
+        xs, ys = self.xs, self.ys
+        k = int(x)
+        if k == x and 0 <= k < _CELLS:
+            i, fx = self._cell[k], self._frac[k]
+        else:
+            fx, i = _locate(xs, max(x, xs[0]))
+        v = self.values
+        i2, j2 = min(i + 1, len(xs) - 1), min(j + 1, len(ys) - 1)
+        left = v[i][j] + (v[i][j2] - v[i][j]) * fy
+        right = v[i2][j] + (v[i2][j2] - v[i2][j]) * fy
+        value = left + (right - left) * fx
+        if xs[0] <= x <= xs[-1] and ys[0] <= y <= ys[-1]:
+            return value, False
+        edge = self._bilinear(min(max(x, xs[0]), xs[-1]), min(max(y, ys[0]), ys[-1]))
+        return max(value, edge), True
 
     def _bilinear(self, x: float, y: float) -> float:
         fx, i = _locate(self.xs, x)

@@ -34,3 +34,16 @@ def test_the_batch_of_one_memo_answers_as_the_grid_does() -> None:
         assert grid.at(1, 15) == (1.5, False)
         assert grid.at(1.0, 30) == (3.0, True)
         assert grid.at(2, 15) == (3.5, False)
+
+
+def test_pair_answers_as_two_lookups_do() -> None:
+    for x, y in ((2, 15.0), (3, 12.5), (4, 40.0), (8, 5.0), (2, 20.0)):
+        with_, without, outside = GRID.pair(x, y)
+        assert (with_, without) == (GRID.at(x, y)[0], GRID.at(x - 1, y)[0])
+        assert outside == (GRID.at(x, y)[1] or GRID.at(x - 1, y)[1])
+
+
+def test_integer_x_from_the_cell_table_is_the_bilinear_value() -> None:
+    for x in (1, 2, 3, 4):
+        for y in (10.0, 12.5, 17.0, 20.0):
+            assert GRID.at(x, y) == (GRID._bilinear(float(x), y), False)
