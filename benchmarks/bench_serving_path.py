@@ -36,6 +36,7 @@ import asyncio
 import json
 import os
 import re
+import resource
 import shlex
 import shutil
 import subprocess
@@ -72,9 +73,11 @@ def _requests_for(concurrency: int, per_worker: int) -> int:
 # ---- the load generators --------------------------------------------------------------------
 
 
-def loadtest(args: argparse.Namespace, url: str, n: int, work: Path) -> dict[str, Any]:
+def loadtest(args: argparse.Namespace, url: str, n: int, work: Path,
+             server_pid: int | None = None) -> dict[str, Any]:
     """`costroute loadtest run` against `url` at concurrency n (the model: the server's own
-    first of /v1/models); its figures."""
+    first of /v1/models); its figures, and with `server_pid` where the CPU went meanwhile
+    (`cpu_ms_per_token`: the server's processes by name, and the load generator)."""
     out = work / f"loadtest-c{n}"
     cmd = [sys.executable, "-m", "serving.cli", "loadtest", "run", "--url", url,
            "--concurrency", str(n),
@@ -82,7 +85,11 @@ def loadtest(args: argparse.Namespace, url: str, n: int, work: Path) -> dict[str
            "--warmup", str(args.warmup_s), "--prompt-tokens", str(args.prompt_tokens),
            "--output-tokens", str(args.output_tokens), "--seed", str(args.seed),
            "--no-progress", "--no-report", "--out", str(out)]
+    before = _cpu_ticks(server_pid) if server_pid else {}
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
     done = subprocess.run(cmd, cwd=_REPO_ROOT, capture_output=True, text=True, timeout=1800)
+    after = _cpu_ticks(server_pid) if server_pid else {}
+    children_after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if done.returncode != 0:
         raise RuntimeError(f"costroute loadtest failed:\n{done.stdout[-2000:]}\n{done.stderr[-2000:]}")
     s = json.loads((out / "summary.json").read_text())
@@ -93,7 +100,67 @@ def loadtest(args: argparse.Namespace, url: str, n: int, work: Path) -> dict[str
             "output_tokens": s["tokens"]["output"],
             "ttft_p50_ms": lat["ttft"]["median"], "ttft_p99_ms": lat["ttft"]["p99"],
             "tpot_p50_ms": lat["tpot"]["median"], "e2e_p50_ms": lat["e2e"]["median"],
-            "output_tokens_per_s": s["throughput"]["output_tokens_per_s"]}
+            "output_tokens_per_s": s["throughput"]["output_tokens_per_s"],
+            **({"cpu_ms_per_token": _cpu_per_token(
+                before, after, s["tokens"]["output"],
+                children_after.ru_utime + children_after.ru_stime
+                - children.ru_utime - children.ru_stime)} if server_pid else {})}
+
+
+def _cpu_ticks(root: int) -> dict[int, tuple[int, str]]:
+    """CPU time (utime + stime, clock ticks) of `root` and every process under it, each with
+    a name: its process title for Ray and vLLM processes (`ray::ServeReplica:...`,
+    `VLLM::EngineCore`), else its script or program; `root` is "server process"."""
+    stats: dict[int, tuple[int, int, str]] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            stat = Path(f"/proc/{entry}/stat").read_text()
+            argv = Path(f"/proc/{entry}/cmdline").read_bytes().decode(errors="replace")
+        except OSError:
+            continue
+        fields = stat.rsplit(")", 1)[1].split()
+        stats[int(entry)] = (int(fields[1]), int(fields[11]) + int(fields[12]), argv)
+    under, frontier = {root}, [root]
+    while frontier:
+        parent = frontier.pop()
+        for pid, (ppid, _, _) in stats.items():
+            if ppid == parent and pid not in under:
+                under.add(pid)
+                frontier.append(pid)
+    out = {}
+    for pid in under:
+        if pid not in stats:
+            continue
+        _, ticks, argv = stats[pid]
+        args = [a for a in argv.split("\0") if a]
+        first = args[0] if args else "?"
+        if first.startswith(("ray::", "VLLM::")):
+            name = first.split()[0][:60]
+            if "ServeReplica" not in name:  # ray::ServeController.listen_for_change
+                name = name.split(".")[0]
+        elif pid == root:
+            name = "server process"
+        else:
+            name = next((os.path.basename(a) for a in args[1:] if a.endswith(".py")),
+                        os.path.basename(first))
+        out[pid] = (ticks, name)
+    return out
+
+
+def _cpu_per_token(before: dict[int, tuple[int, str]], after: dict[int, tuple[int, str]],
+                   tokens: float, generator_s: float) -> dict[str, float]:
+    """CPU milliseconds per output token spent meanwhile, by process name (largest first),
+    the load generator's under "load generator"."""
+    hz = os.sysconf("SC_CLK_TCK")
+    by_name: dict[str, float] = {}
+    for pid, (ticks, name) in after.items():
+        spent = (ticks - before.get(pid, (0, name))[0]) / hz
+        by_name[name] = by_name.get(name, 0.0) + spent
+    by_name["load generator"] = generator_s
+    per_token = {k: 1e3 * v / max(tokens, 1) for k, v in by_name.items() if v > 0}
+    return dict(sorted(per_token.items(), key=lambda kv: -kv[1]))
 
 
 def vllm_bench(args: argparse.Namespace, url_port: int, model_dir: Path, n: int, work: Path,
@@ -229,7 +296,7 @@ def serve_side(args: argparse.Namespace, side: str, spec: BackendSpec, model_dir
             info["ready_s"] = _wait_ready(proc, port, args.server_timeout_s)
             log(f"{side}: ready in {info['ready_s']:.0f}s")
             for n in args.concurrency:
-                level = loadtest(args, url, n, work)
+                level = loadtest(args, url, n, work, proc.pid)
                 log(f"  {side} N={n}: {level['output_tokens_per_s']:.0f} tok/s, TPOT p50 "
                     f"{level['tpot_p50_ms']:.2f} ms, E2E p50 {level['e2e_p50_ms']:.0f} ms")
                 info["levels"].append(level)
@@ -309,6 +376,9 @@ def pooled(rounds: list[dict[str, Any]]) -> dict[str, Any]:
                 if isinstance(value, (int, float)) and key != "concurrency" and all(
                         isinstance(v, (int, float)) for v in values):
                     merged[key] = float(np.median(values))
+                elif isinstance(value, dict) and all(isinstance(v, dict) for v in values):
+                    merged[key] = {k: float(np.median([v.get(k, 0.0) for v in values]))
+                                   for k in value}  # e.g. cpu_ms_per_token, by process
             out.append(merged)
         return out
 
