@@ -409,11 +409,12 @@ def _trim(ctx: _Context, replicas: dict[str, int], table: list[dict[str, Any]],
         while hi - lo > 1:
             mid = (lo + hi) // 2
             trial = {**replicas, oid: mid}
-            check = _simulate(ctx, trial, table)
+            check = _simulate(ctx, trial, table, verdict=True)
             met = (check["attainment"] or 0) >= ctx.args.attainment
             tries.append({"replicas": trial, "usd_per_hour": sum(prices[o] * n
                                                                  for o, n in trial.items()),
                           "attainment": check["attainment"], "check": check,
+                          "stopped_early": bool(check.get("stopped_early")),
                           "change": f"{oid} x{mid} (fewer replicas, bisected)"})
             lo, hi = (lo, mid) if met else (mid, hi)
         replicas[oid] = hi
@@ -432,7 +433,7 @@ def _homogeneous_meeting(ctx: _Context, paper: Any) -> tuple[Any, dict[str, Any]
     target = ctx.args.attainment
 
     def check(oid: str, k: int) -> dict[str, Any] | None:
-        c = _simulate(ctx, {oid: k}, None)
+        c = _simulate(ctx, {oid: k}, None, verdict=True)
         return c if (c["attainment"] or 0) >= target else None
 
     for oid, p in sorted(paper.homogeneous.items(), key=lambda kv: kv[1].usd_per_hour):
@@ -468,20 +469,37 @@ def _homogeneous_meeting(ctx: _Context, paper: Any) -> tuple[Any, dict[str, Any]
     return best
 
 
-def _simulate(ctx: _Context, replicas: dict[str, int],
-              table: list[dict[str, Any]] | None) -> dict[str, Any]:
+def _simulate(ctx: _Context, replicas: dict[str, int], table: list[dict[str, Any]] | None,
+              verdict: bool = False) -> dict[str, Any]:
     """The fleet in the simulator under cost-slo (with `table` as its routing table): the
-    figures the plan reports."""
+    figures the plan reports. With `verdict` (the caller only asks whether it meets the
+    target), a run stops as soon as its misses rule that out; its check then holds the
+    attainment it could at best have reached (below the target) and `stopped_early`."""
+    from loadtest.planner import miss_budget
     from loadtest.simulate_cmd import simulate_run
     from loadtest.simulator import SimBackend
+    from loadtest.workload import bounded_plans
 
     offers = {o.id: o for o in ctx.offers}  # their latency models, built once
     backends = [SimBackend(oid, offers[oid].model, offers[oid].usd_per_hour, n)
                 for oid, n in replicas.items() if n > 0]
     model = ctx.catalogue.model
+    plans, budget = None, None
+    if verdict and ctx.spec.arrival.process != "closed" and not ctx.spec.trace:
+        plans = list(bounded_plans(ctx.spec))
+        measured = sum(1 for p in plans if not p.warmup)
+        budget = miss_budget(measured, ctx.args.attainment)
     s = simulate_run(str(model if isinstance(model, str) else model["name"]), backends,
                      "cost-slo", {"routing_table": table} if table else {}, "fastest",
-                     ctx.spec, None, "planned fleet", report=False, oracle=False)
+                     ctx.spec, None, "planned fleet", report=False, oracle=False,
+                     plans=plans, miss_budget=budget)
+    if s.get("stopped_early"):
+        bound = (measured - s["misses"]) / measured
+        _say(ctx.args, f"simulated {', '.join(f'{k} x{v}' for k, v in replicas.items())}"
+                       f"{' (routing table)' if table else ''}: attainment < "
+                       f"{ctx.args.attainment:g} (stopped after {s['misses']} misses)")
+        return {"replicas": replicas, "attainment": bound, "stopped_early": True,
+                "requests": measured}
     lat = s["latency_ms"]
     _say(ctx.args, f"simulated {', '.join(f'{k} x{v}' for k, v in replicas.items())}"
                    f"{' (routing table)' if table else ''}: attainment "
@@ -656,7 +674,10 @@ def plan_markdown(d: dict[str, Any], fleet: Path | None) -> str:
         lines += ["", "Verification (the simulator, cost-slo with the plan's routing table; "
                       "each miss adds a replica where the misses are):", ""]
         lines += [f"- {t['change']}: " + ", ".join(f"{k} x{v}" for k, v in t["replicas"].items())
-                  + f", ${t['usd_per_hour']:.4g}/h, attainment {_f(t['attainment'], '.3f')}"
+                  + f", ${t['usd_per_hour']:.4g}/h, attainment "
+                  + (f"< {d['attainment_target']:g} (stopped once its misses ruled the target "
+                     f"out; at most {_f(t['attainment'], '.3f')})" if t.get("stopped_early")
+                     else _f(t["attainment"], ".3f"))
                   for t in tries]
     s = d["summary"]
     lines += ["", "| | mix $/hour | homogeneous $/hour | saving vs homogeneous |",

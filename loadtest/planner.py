@@ -321,13 +321,14 @@ def calibration_plans(mix: Mix, rate_rps: float, requests: int, seed: int = 0,
 
 def attainment_at(model: LatencyModel, mix: Mix, rate_rps: float, requests: int = 400,
                   seed: int = 0, horizon_s: float = 60.0, most: int = 3000,
-                  replicas: int = 1) -> float:
+                  replicas: int = 1, target: float | None = None) -> float:
     """SLO attainment of `replicas` replicas (least-loaded routing among them, as Ray Serve
     spreads a deployment's requests) fed the mix at `rate_rps` each (simulated with the same
     engine model as every check): at least `requests`, and enough to cover `horizon_s` of arrivals
     (up to `most`): a replica slightly over its capacity falls behind slowly, and a short run
-    would not show it."""
-    from loadtest.simulator import SimBackend, simulate
+    would not show it. With `target`, the run stops as soon as it cannot reach it (the
+    answer is then an upper bound below `target`: the same verdict, sooner)."""
+    from loadtest.simulator import SimBackend, Simulation
     from loadtest.workload import parse_workload
 
     requests = int(min(max(requests, rate_rps * replicas * horizon_s),
@@ -336,10 +337,28 @@ def attainment_at(model: LatencyModel, mix: Mix, rate_rps: float, requests: int 
     spec = parse_workload({"arrival": {"process": "poisson", "rate_rps": rate_rps},
                            "mix": [{"prompt_tokens": {"mean": 1}, "output_tokens": {"mean": 1}}],
                            "num_requests": requests, "seed": seed})
-    records = simulate([SimBackend("r", model, 1.0, replicas)], _ONLY, spec,
-                       plans=calibration_plans(mix, rate_rps * replicas, requests, seed))
+    plans = calibration_plans(mix, rate_rps * replicas, requests, seed)
+    n = sum(1 for p in plans if not p.warmup)
+    sim = Simulation([SimBackend("r", model, 1.0, replicas)], _ONLY, spec, plans=plans,
+                     miss_budget=None if target is None else miss_budget(n, target))
+    records = sim.run()
+    if sim.stopped:
+        return (n - sim.misses) / n
     measured = [r for r in records if not r.warmup]
     return sum(1 for r in measured if r.met_slo()) / len(measured) if measured else 0.0
+
+
+def miss_budget(measured: int, target: float) -> int:
+    """The most SLO misses among `measured` requests that still leave attainment
+    (met / measured) at or above `target`; -1 when none do."""
+    if measured <= 0:
+        return 0
+    k = measured - math.ceil(target * measured)
+    while k + 1 <= measured and (measured - k - 1) / measured >= target:
+        k += 1
+    while k >= 0 and (measured - k) / measured < target:
+        k -= 1
+    return k
 
 
 class _Only(Policy):
@@ -361,7 +380,7 @@ def calibrated_capacity(model: LatencyModel, mix: Mix, target: float, guess: flo
     target. Deterministic (seeded)."""
     def ok(rate: float) -> bool:
         return attainment_at(model, mix, rate, requests, seed, horizon_s,
-                             replicas=replicas) >= target
+                             replicas=replicas, target=target) >= target
 
     trickle = 0.02 * guess if guess > 0 else 1e-3
     if not ok(trickle):

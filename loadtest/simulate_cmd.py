@@ -122,15 +122,22 @@ def load_interference_for(path: str | None, backends: list[Any]) -> Any:
 def simulate_run(model_name: str, backends: list[Any], policy_name: str, params: dict[str, Any],
                  fallback: str, spec: Any, out: Path | None, label: str,
                  report: bool = True, oracle: bool = True,
-                 interference: Any = None) -> dict[str, Any]:
-    """One simulation -> its summary (written to `out` with its records when given)."""
+                 interference: Any = None, plans: Any = None,
+                 miss_budget: int | None = None) -> dict[str, Any]:
+    """One simulation -> its summary (written to `out` with its records when given). With
+    `miss_budget` (and `plans`, the arrivals), a run that passes that many SLO misses stops
+    there and returns only {"stopped_early": True, "misses": n} (`Simulation`)."""
     from loadtest.metrics import Pricing, summarize
-    from loadtest.simulator import simulate
+    from loadtest.simulator import Simulation
     from serving.policies import make_policy
 
     policy = make_policy(policy_name, params)
     started = time.perf_counter()
-    records = simulate(backends, policy, spec, fallback, interference)  # type: ignore[arg-type]
+    sim = Simulation(backends, policy, spec, fallback, interference,  # type: ignore[arg-type]
+                     plans, miss_budget)
+    records = sim.run()
+    if sim.stopped:
+        return {"stopped_early": True, "misses": sim.misses}
     wall = time.perf_counter() - started
     per = {b.id: b.replicas * b.usd_per_hour for b in backends}
     pricing = Pricing(sum(per.values()), "simulated fleet: replicas x usd_per_hour of "

@@ -163,12 +163,18 @@ class _Replica:
 
 
 class Simulation:
-    """One run. `run()` returns the records, one per planned request, in index order."""
+    """One run. `run()` returns the records, one per planned request, in index order.
+
+    With `miss_budget`, the run stops once more than that many measured (not warm-up)
+    requests have missed their SLO (`stopped` is then True, and the records of requests not
+    yet finished or sent are missing or incomplete): a caller that only asks whether the
+    fleet meets an attainment target gets the same answer without simulating the rest of
+    an overloaded run, whose queues make it the slowest kind."""
 
     def __init__(self, backends: list[SimBackend], policy: Policy, spec: WorkloadSpec,
                  fallback: Fallback = "fastest",
                  interference: InterferenceTable | None = None,
-                 plans: list[Planned] | None = None) -> None:
+                 plans: list[Planned] | None = None, miss_budget: int | None = None) -> None:
         self.backends = backends
         self._given = plans  # explicit open-loop arrivals instead of the spec's
         self.policy = policy
@@ -196,6 +202,9 @@ class Simulation:
         self.sequence = 0
         self.decisions_ms = 0.0
         self._path_rng = random.Random(spec.seed)
+        self.miss_budget = miss_budget
+        self.misses = 0  # measured requests that missed their SLO (counted with a budget only)
+        self.stopped = False
 
     # ------------------------------------------------------------------ driver
 
@@ -230,7 +239,7 @@ class Simulation:
             nxt = next(arrivals, None)
             if nxt is not None:
                 pending.append((nxt.at_s or 0.0, nxt.index, nxt))
-        while pending or self.events:
+        while (pending or self.events) and not self.stopped:
             if pending and (not self.events or pending[0][0] <= self.events[0][0]):
                 t, _, plan = heapq.heappop(pending)
                 self._arrive(t, plan, pending)
@@ -297,6 +306,7 @@ class Simulation:
         if decision.backend_id is None:
             record.status, record.error = 429, f"rejected: {decision.reason}"
             record.done_s = 0.0
+            self._judge(record)
             if self._closed:
                 self._next_closed(t, pending)
             return
@@ -377,11 +387,20 @@ class Simulation:
         rec = req.record
         rec.end_s = rec.done_s = t - req.sent
         rec.completion_tokens = decoded + 1
+        if self.miss_budget is not None:
+            self._judge(rec)
         if req.prediction is not None:  # the online correction, as serving/state.py applies it
             c = self.corrections[req.backend]
             self.corrections[req.backend] = c.update(req.prediction, rec.ttft_ms, rec.tpot_ms)
         if self._closed:
             self._next_closed(t, pending)
+
+    def _judge(self, rec: Record) -> None:
+        """Count a finished measured request against `miss_budget`; stop past it."""
+        if self.miss_budget is not None and not rec.warmup and not rec.met_slo():
+            self.misses += 1
+            if self.misses > self.miss_budget:
+                self.stopped = True
 
     def _start_next(self, t: float, b: int, rep: _Replica) -> None:
         was = rep.op
@@ -482,6 +501,7 @@ class Simulation:
             for req in rep.waiting:  # cannot fit even alone: fail rather than wait forever
                 req.record.status, req.record.error = 413, "request exceeds the backend's capacity"
                 req.record.done_s = t - req.sent
+                self._judge(req.record)
             rep.waiting.clear()
             return
         batch = len(rep.heap)
@@ -515,5 +535,5 @@ def simulate(backends: list[SimBackend], policy: Policy, spec: WorkloadSpec,
              plans: list[Planned] | None = None) -> list[Record]:
     """The records of one run. `plans`: the arrivals to simulate (open loop, in time order,
     warm-up ones marked), instead of those the spec generates; the spec still gives the
-    seed of the serving path's jitter."""
+    seed of the serving path's jitter. (`Simulation(..., miss_budget=)` stops early.)"""
     return Simulation(backends, policy, spec, fallback, interference, plans).run()

@@ -150,3 +150,30 @@ def test_throughput_tables_are_planned_on_as_given() -> None:
                                 (120, {"a100": 5}, 18.35)):
         p = plan(bs(rate), [small, big])
         assert p.best.replicas == replicas and p.best.usd_per_hour == pytest.approx(usd)
+
+
+def test_miss_budget_is_the_most_misses_that_keep_the_target() -> None:
+    from loadtest.planner import miss_budget
+
+    assert miss_budget(100, 0.99) == 1 and miss_budget(1000, 0.99) == 10
+    assert miss_budget(7, 1.0) == 0 and miss_budget(50, 0.5) == 25
+    for n in (1, 3, 99, 101, 977):
+        for target in (0.5, 0.9, 0.95, 0.99, 0.995):
+            k = miss_budget(n, target)
+            assert (n - k) / n >= target and (k == n or (n - k - 1) / n < target)
+
+
+@pytest.mark.parametrize("factor", [0.5, 1.0, 1.6, 4.0])
+def test_stopping_at_the_miss_budget_gives_the_full_runs_verdict(factor: float) -> None:
+    """An overloaded run stops early, and its bound is below the target exactly when the
+    full run's attainment is."""
+    from loadtest.planner import attainment_at
+
+    rate = factor * capacity_rps(MODEL, CHAT)
+    full = attainment_at(MODEL, [(CHAT, 1.0)], rate)
+    verdict = attainment_at(MODEL, [(CHAT, 1.0)], rate, target=0.99)
+    assert (full >= 0.99) == (verdict >= 0.99)
+    if full >= 0.99:
+        assert verdict == full
+    else:
+        assert full <= verdict < 0.99
