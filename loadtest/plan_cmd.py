@@ -327,22 +327,35 @@ def _verify(ctx: _Context, paper: Any, homo: tuple[Any, dict[str, Any]] | None,
     capacity = paper.capacity
     tries: list[dict[str, Any]] = []
     ceiling = homo[0].usd_per_hour if homo is not None else math.inf
+    found: tuple[Any, dict[str, Any]] | None = None  # the cheapest mix that met the target
     for attempt in range(_MAX_RESOLVES + 1):
-        plan, check, met = _repair(ctx, best, ceiling, tries,
-                                   "the integer program's mix" if attempt == 0 else
-                                   f"re-solved with capacities corrected by check {len(tries)}")
+        plan, check, met, first = _repair(ctx, best, ceiling, tries,
+                                          "the integer program's mix" if attempt == 0 else
+                                          f"re-solved with capacities corrected by check "
+                                          f"{len(tries)}")
         if met:
-            return plan, check, tries
+            if found is None or plan.usd_per_hour < found[0].usd_per_hour:
+                found = (plan, check)
+            if plan.usd_per_hour <= best.usd_per_hour:
+                break  # met as solved: nothing cheaper to look for
+            # Met only with replicas added: a neighbouring solution (the capacities corrected
+            # by the solution's first check: another split, or other accelerators) may meet
+            # the target for less. It must beat the repaired mix.
+            ceiling = plan.usd_per_hour
+            check = first
         total = check["requests"] or 1
         scale = {o: max(1 - b["missed"] / max(b["share"] * total, 1), 0.5)
                  for o, b in check["backends"].items()}
         capacity = {label: {o: c * scale.get(o, 1.0) for o, c in caps.items()}
                     for label, caps in capacity.items()}
         new = solve(ctx.buckets, ctx.offers, capacity)
-        if (new.status != "optimal" or new.replicas == best.replicas
+        if (new.status != "optimal"
+                or (new.replicas, new.assignment) == (best.replicas, best.assignment)
                 or not ctx.simulable(new.replicas) or new.usd_per_hour >= ceiling):
             break
         best = new
+    if found is not None:
+        return found[0], found[1], tries
     return plan, check, tries
 
 
@@ -350,13 +363,13 @@ _MAX_RESOLVES = 3
 
 
 def _repair(ctx: _Context, best: Any, ceiling: float, tries: list[dict[str, Any]],
-            first: str) -> tuple[Any, dict[str, Any], bool]:
+            first: str) -> tuple[Any, dict[str, Any], bool, dict[str, Any]]:
     """One solution in the simulator: while it misses the target, add one replica where the
     misses are (the backend with the most missed requests per replica whose replica keeps
     the mix under `ceiling`, the verified homogeneous fleet's $/hour; the routing table's
     shares stay), up to `_MAX_REPAIRS` tries; once it meets the target, `_trim` it. Appends
     each check to `tries`; returns the cheapest plan that met the target (else the last
-    tried), its check, and whether it met."""
+    tried), its check, whether it met, and the solution's own (first) check."""
     from loadtest.planner import Plan, routing_table
 
     table = routing_table(ctx.buckets, best)
@@ -386,14 +399,14 @@ def _repair(ctx: _Context, best: Any, ceiling: float, tries: list[dict[str, Any]
         _trim(ctx, replicas, table, mine)
     good = [t for t in mine if (t["attainment"] or 0) >= ctx.args.attainment]
     last = min(good, key=lambda t: t["usd_per_hour"]) if good else mine[-1]
-    check = last["check"]
+    check, own = last["check"], mine[0]["check"]
     for t in mine:
         t.pop("check", None)
     tries.extend(mine)
     plan = Plan(last["replicas"], last["usd_per_hour"], best.assignment, "optimal", best.solve_s,
                 first if len(mine) == 1 else f"{first}, its replica counts adjusted in the "
                                              "simulator")
-    return plan, check, bool(good)
+    return plan, check, bool(good), own
 
 
 def _trim(ctx: _Context, replicas: dict[str, int], table: list[dict[str, Any]],
