@@ -230,6 +230,10 @@ def register(sub: Any) -> None:
 
 
 _MAX_REPAIRS = 8
+# A mix may grow past the fleet it must beat by this factor while it misses: trimming a pool
+# that meets the target often takes back more than the replica added (a pool absorbs bursts
+# its one-replica calibration charged for); only a mix that ends cheaper is recommended.
+_GROW_PAST = 1.25
 
 
 def _cmd_plan(args: argparse.Namespace) -> int:
@@ -341,7 +345,7 @@ def _verify(ctx: _Context, paper: Any, homo: tuple[Any, dict[str, Any]] | None,
             # Met only with replicas added: a neighbouring solution (the capacities corrected
             # by the solution's first check: another split, or other accelerators) may meet
             # the target for less. It must beat the repaired mix.
-            ceiling = plan.usd_per_hour
+            ceiling = min(ceiling, plan.usd_per_hour)
             check = first
         total = check["requests"] or 1
         scale = {o: max(1 - b["missed"] / max(b["share"] * total, 1), 0.5)
@@ -390,7 +394,7 @@ def _repair(ctx: _Context, best: Any, ceiling: float, tries: list[dict[str, Any]
                   for o, n in replicas.items() if n > 0}
         grow = [o for o in sorted(misses, key=lambda o: -misses[o])
                 if misses[o] > 0 and (limits[o] is None or replicas[o] < limits[o])
-                and usd + prices[o] < ceiling]
+                and usd + prices[o] < ceiling * _GROW_PAST]
         if not grow:
             break
         replicas[grow[0]] += 1
