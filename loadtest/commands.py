@@ -292,7 +292,8 @@ async def run_once(args: argparse.Namespace, spec: Any, pricing: Any, out: Path,
         records, info = await run_load(spec, client, progress=not args.no_progress)
     finally:
         await client.aclose()
-    target = spec.arrival.rate_rps if spec.arrival.process != "closed" and not spec.trace else None
+    target = (spec.arrival.rate_rps if spec.arrival.process != "closed" and not spec.trace
+              and not spec.arrival.varies() else None)
     summary = summarize(records, pricing=pricing, target_rate_rps=target, extra={
         "label": label,
         "created_utc": info.started_utc,

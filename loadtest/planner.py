@@ -111,8 +111,10 @@ class Planning:
 def buckets(spec: WorkloadSpec, samples: int = 20_000,
             prompt_edges: Sequence[int] = PROMPT_EDGES,
             output_edges: Sequence[int] = OUTPUT_EDGES) -> list[Bucket]:
-    """The workload's request mix, cut into buckets with their arrival rates."""
-    if spec.arrival.rate_rps is None:
+    """The workload's request mix, cut into buckets with their arrival rates: at the peak
+    when the rate varies over time (a fleet of fixed size must serve the peak)."""
+    rate = spec.arrival.peak_rate_rps()
+    if rate is None:
         raise ValueError("planning needs an open-loop arrival rate (rate_rps)")
     plans = []
     for p in plan_requests(spec):
@@ -144,7 +146,7 @@ def buckets(spec: WorkloadSpec, samples: int = 20_000,
         label = (f"{cls or 'no-slo'} p{prompt_edges[pi]}-{_edge(prompt_edges[pi + 1])} "
                  f"o{output_edges[oi]}-{_edge(output_edges[oi + 1])}")
         out.append(Bucket(label, cls, slo, int(np.percentile(arr[:, 0], 90)),
-                          int(np.percentile(arr[:, 1], 90)), spec.arrival.rate_rps * share, share,
+                          int(np.percentile(arr[:, 1], 90)), rate * share, share,
                           pi, oi,
                           (prompt_edges[pi], _bound(prompt_edges[pi + 1])),
                           (output_edges[oi], _bound(output_edges[oi + 1])),

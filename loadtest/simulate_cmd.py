@@ -142,7 +142,8 @@ def simulate_run(model_name: str, backends: list[Any], policy_name: str, params:
     per = {b.id: b.replicas * b.usd_per_hour for b in backends}
     pricing = Pricing(sum(per.values()), "simulated fleet: replicas x usd_per_hour of "
                       + ", ".join(f"{b.id} x{b.replicas}" for b in backends), per)
-    target = spec.arrival.rate_rps if spec.arrival.process != "closed" and not spec.trace else None
+    target = (spec.arrival.rate_rps if spec.arrival.process != "closed" and not spec.trace
+              and not spec.arrival.varies() else None)
     summary = summarize(records, pricing=pricing, target_rate_rps=target, extra={
         "label": label,
         "created_utc": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),

@@ -116,6 +116,14 @@ def chat_doc_preset() -> tuple[Component, ...]:
 PRESETS = {"chat-doc": chat_doc_preset}
 
 
+class Burst(_Strict):
+    """A stretch of time when the rate is `factor` times what it would be."""
+
+    at_s: float = Field(..., ge=0, description="start, seconds from the start of the run")
+    duration_s: float = Field(..., gt=0, description="length, seconds")
+    factor: float = Field(..., gt=0, description="rate multiplier during the burst")
+
+
 class ArrivalSpec(_Strict):
     process: Literal["poisson", "gamma", "constant", "closed"] = Field(
         "poisson", description="open loop (poisson, gamma, constant) at rate_rps, or closed "
@@ -123,17 +131,71 @@ class ArrivalSpec(_Strict):
     rate_rps: float | None = Field(None, gt=0, description="open-loop arrival rate, requests/s")
     burstiness: float = Field(1.0, gt=0, description="gamma shape; 1 = Poisson, < 1 burstier")
     concurrency: int | None = Field(None, ge=1, description="closed loop: requests kept in flight")
+    rate_curve: tuple[tuple[float, float], ...] | None = Field(
+        None, description="rate over time: (t_s, factor) points from t_s = 0, the rate being "
+                          "rate_rps x factor, linear between points; after the last point the "
+                          "curve repeats (with period_s) or its last factor holds")
+    period_s: float | None = Field(None, gt=0, description="the rate curve repeats every "
+                                                           "period_s (e.g. 86400: daily)")
+    bursts: tuple[Burst, ...] = Field((), description="stretches of extra rate on top of the "
+                                                      "curve")
 
     @model_validator(mode="after")
     def _consistent(self) -> ArrivalSpec:
         if self.process == "closed":
             if self.concurrency is None:
                 raise ValueError("process 'closed' needs concurrency")
+            if self.rate_curve is not None or self.bursts:
+                raise ValueError("rate_curve and bursts need an open-loop process")
         elif self.rate_rps is None:
             raise ValueError(f"process {self.process!r} needs rate_rps")
         if self.process == "poisson" and self.burstiness != 1.0:
             raise ValueError(f"burstiness {self.burstiness} needs process 'gamma' (poisson is 1)")
+        curve = self.rate_curve
+        if curve is not None:
+            times = [t for t, _ in curve]
+            if not curve or times[0] != 0:
+                raise ValueError("rate_curve: the first point must be at t_s = 0")
+            if any(b <= a for a, b in zip(times, times[1:])):
+                raise ValueError("rate_curve: t_s must increase from point to point")
+            if any(f <= 0 for _, f in curve):
+                raise ValueError("rate_curve: every factor must be > 0")
+            if self.period_s is not None and self.period_s <= times[-1]:
+                raise ValueError(f"period_s ({self.period_s:g}) must be after the curve's last "
+                                 f"point ({times[-1]:g} s)")
+        elif self.period_s is not None:
+            raise ValueError("period_s needs rate_curve")
         return self
+
+    def varies(self) -> bool:
+        """Whether the rate changes over time (a curve or bursts)."""
+        return self.rate_curve is not None or bool(self.bursts)
+
+    def peak_rate_rps(self) -> float | None:
+        """The highest rate the curve and bursts reach (rate_rps when it does not vary): what
+        a fleet of fixed size must serve. Sampled every 50 ms over one period (or up to the
+        curve's last point) and to the end of the last burst."""
+        if self.rate_rps is None or not self.varies():
+            return self.rate_rps
+        span = self.period_s or (self.rate_curve[-1][0] if self.rate_curve else 0.0)
+        span = max([span, *(b.at_s + b.duration_s for b in self.bursts)])
+        t = np.concatenate([np.arange(0.0, span + 0.05, 0.05), [b.at_s for b in self.bursts]])
+        return self.rate_rps * float(self.factor(t).max())
+
+    def factor(self, t: np.ndarray) -> np.ndarray:
+        """The rate multiplier at times `t` (seconds from the start of the run)."""
+        out = np.ones_like(t, dtype=float)
+        curve = self.rate_curve
+        if curve is not None:
+            xs = [x for x, _ in curve]
+            fs = [f for _, f in curve]
+            if self.period_s is not None:  # back to the first factor at the period's end
+                out = np.interp(np.mod(t, self.period_s), [*xs, self.period_s], [*fs, fs[0]])
+            else:
+                out = np.interp(t, xs, fs)
+        for b in self.bursts:
+            out = np.where((t >= b.at_s) & (t < b.at_s + b.duration_s), out * b.factor, out)
+        return out
 
     def gaps(self, rng: np.random.Generator, n: int) -> np.ndarray:
         assert self.rate_rps is not None
@@ -141,6 +203,34 @@ class ArrivalSpec(_Strict):
             return np.full(n, 1.0 / self.rate_rps)
         shape = 1.0 if self.process == "poisson" else self.burstiness
         return rng.gamma(shape, 1.0 / (self.rate_rps * shape), size=n)
+
+
+class _TimeWarp:
+    """Arrivals under a rate that changes over time, by time rescaling: the arrival process
+    runs at `rate_rps` in "operational" time tau, and tau = integral of factor(t) dt maps
+    it to real time t (so its burstiness is kept and the rate is rate_rps x factor(t)). The
+    integral is tabulated on a grid of `_STEP_S` cells, extended as far as the arrivals go."""
+
+    _STEP_S = 0.05
+    _CHUNK = 65_536
+
+    def __init__(self, arrival: ArrivalSpec) -> None:
+        self.arrival = arrival
+        self.t = np.zeros(1)
+        self.tau = np.zeros(1)
+
+    def __call__(self, tau: np.ndarray) -> np.ndarray:
+        if len(tau) and tau.max() > self.tau[-1]:
+            pieces_t, pieces_tau = [self.t], [self.tau]
+            end_t, end_tau = self.t[-1], self.tau[-1]
+            while end_tau < tau.max():
+                ts = end_t + self._STEP_S * np.arange(1, self._CHUNK + 1)
+                grow = end_tau + np.cumsum(self.arrival.factor(ts - self._STEP_S / 2)) * self._STEP_S
+                pieces_t.append(ts)
+                pieces_tau.append(grow)
+                end_t, end_tau = ts[-1], grow[-1]
+            self.t, self.tau = np.concatenate(pieces_t), np.concatenate(pieces_tau)
+        return np.interp(tau, self.tau, self.t)
 
 
 class WorkloadSpec(_Strict):
@@ -158,6 +248,8 @@ class WorkloadSpec(_Strict):
     max_in_flight: int = Field(256, ge=1, description="cap on requests in flight, always")
     seed: int = Field(0, ge=0)
     trace: str | None = Field(None, description="JSONL trace to replay instead of generating")
+    trace_speedup: float = Field(1.0, gt=0, description="replay the trace this many times "
+                                                        "faster (its send times divided by it)")
     token_id_range: tuple[int, int] = Field(
         (16, 1024), description="prompt token ids are drawn from [low, high): inside any "
                                 "tokenizer's vocabulary")
@@ -166,6 +258,8 @@ class WorkloadSpec(_Strict):
     def _cross_checks(self) -> WorkloadSpec:
         if self.duration_s is None and self.num_requests is None:
             raise ValueError("a run needs a bound: duration_s or num_requests (or both)")
+        if self.trace_speedup != 1.0 and not self.trace:
+            raise ValueError("trace_speedup needs a trace")
         return self
 
     @field_validator("slo_mix")
@@ -211,8 +305,15 @@ class WorkloadSpec(_Strict):
         else:
             burst = f", burstiness {a.burstiness}" if a.process == "gamma" else ""
             how = f"{a.process} arrivals at {rate or f'{a.rate_rps:g}'} req/s{burst}"
+            if a.rate_curve is not None:
+                lo, hi = min(f for _, f in a.rate_curve), max(f for _, f in a.rate_curve)
+                every = f" every {a.period_s:g} s" if a.period_s else ""
+                how += f" x a rate curve of {len(a.rate_curve)} points ({lo:g}-{hi:g}){every}"
+            if a.bursts:
+                how += f", {len(a.bursts)} burst{'s' if len(a.bursts) > 1 else ''}"
         if self.trace:
-            how = f"trace {Path(self.trace).name}"
+            speed = f" at {self.trace_speedup:g}x" if self.trace_speedup != 1.0 else ""
+            how = f"trace {Path(self.trace).name}{speed}"
         mix = ", ".join(f"{c.name} {c.share:g}" for c in self.mix)
         return f"{how}; mix: {mix}; seed {self.seed}"
 
@@ -269,8 +370,9 @@ def plan_requests(spec: WorkloadSpec) -> Iterator[Planned]:
     """The run's requests in send order, warm-up first. Finite unless the run is closed-loop
     and bounded by duration only (the runner stops it). Same spec, same plans."""
     if spec.trace:
-        yield from _from_trace(read_trace(spec.trace, spec.slo_classes))
+        yield from _from_trace(read_trace(spec.trace, spec.slo_classes), spec.trace_speedup)
         return
+    warp = _TimeWarp(spec.arrival) if spec.arrival.varies() else None
     rng = np.random.default_rng(spec.seed)
     shares = np.array([c.share for c in spec.mix], dtype=float)
     classes = list(spec.slo_mix)
@@ -291,7 +393,8 @@ def plan_requests(spec: WorkloadSpec) -> Iterator[Planned]:
                    if classes else np.zeros(block, dtype=np.int64))
         closed = spec.arrival.process == "closed"
         times = None if closed else clock + np.cumsum(spec.arrival.gaps(rng, block))
-        ats = [None] * block if times is None else times.tolist()
+        ats = [None] * block if times is None else (
+            times if warp is None else warp(times)).tolist()
         for kind, at, prompt, output, slo_i in zip(kinds.tolist(), ats, prompts.tolist(),
                                                    outputs.tolist(), slo_idx.tolist()):
             comp = spec.mix[kind]
@@ -302,10 +405,10 @@ def plan_requests(spec: WorkloadSpec) -> Iterator[Planned]:
             clock = float(times[-1])
 
 
-def _from_trace(plans: list[Planned]) -> Iterator[Planned]:
+def _from_trace(plans: list[Planned], speedup: float = 1.0) -> Iterator[Planned]:
     t0 = plans[0].at_s if plans and plans[0].at_s is not None else 0.0
     for p in plans:
-        yield Planned(p.index, None if p.at_s is None else p.at_s - t0, p.prompt_tokens,
+        yield Planned(p.index, None if p.at_s is None else (p.at_s - t0) / speedup, p.prompt_tokens,
                       p.output_tokens, p.component, p.slo_class, p.slo, p.prompt)
 
 

@@ -193,3 +193,65 @@ def test_a_component_can_carry_its_own_slo_class() -> None:
     with pytest.raises(ConfigError) as err:
         spec(mix=mix)
     assert err.value.field == "mix" and "'fast'" in str(err.value)
+
+
+def _counts(s, edges):  # type: ignore[no-untyped-def]
+    times = np.array([p.at_s for p in bounded_plans(s)])
+    return np.histogram(times, bins=edges)[0]
+
+
+def test_a_rate_curve_shapes_the_arrivals_over_time() -> None:
+    """A daily shape compressed to 200 s: 5 req/s at night, 20 at noon (linear between),
+    repeating; each 20 s window holds about the curve's mean rate there."""
+    curve = ((0.0, 0.5), (100.0, 2.0))
+    s = spec(arrival={"process": "poisson", "rate_rps": 10.0, "rate_curve": curve,
+                      "period_s": 200.0}, num_requests=None, duration_s=400.0, seed=3)
+    edges = np.arange(0.0, 401.0, 20.0)
+    counts = _counts(s, edges)
+    mids = (edges[:-1] + edges[1:]) / 2
+    expected = 20.0 * 10.0 * s.arrival.factor(mids)  # the factor is linear inside each window
+    assert np.all(np.abs(counts - expected) < 5 * np.sqrt(expected))
+    assert counts[4] > 2.3 * counts[0]  # before noon (x1.85) against after midnight (x0.65)
+    assert abs(counts[:10].sum() - counts[10:].sum()) < 4 * np.sqrt(counts.sum())  # it repeats
+    assert s.arrival.peak_rate_rps() == pytest.approx(20.0)
+
+
+def test_a_burst_multiplies_the_rate_for_its_stretch_and_a_gamma_keeps_its_burstiness() -> None:
+    s = spec(arrival={"process": "constant", "rate_rps": 10.0,
+                      "bursts": [{"at_s": 10.0, "duration_s": 5.0, "factor": 3.0}]},
+             num_requests=None, duration_s=30.0)
+    counts = _counts(s, [0.0, 10.0, 15.0, 30.0])
+    assert list(counts) == pytest.approx([100, 150, 150], abs=1)
+    assert s.arrival.peak_rate_rps() == pytest.approx(30.0)
+    flat = spec(arrival={"process": "gamma", "rate_rps": 50.0, "burstiness": 0.25},
+                num_requests=4000, seed=1)
+    warped = spec(arrival={"process": "gamma", "rate_rps": 50.0, "burstiness": 0.25,
+                           "rate_curve": [[0, 2.0]]}, num_requests=4000, seed=1)
+    a = np.diff([p.at_s for p in bounded_plans(flat)])
+    b = np.diff([p.at_s for p in bounded_plans(warped)])
+    assert b == pytest.approx(a / 2, rel=1e-6, abs=1e-6)  # twice the rate, the same shape
+
+
+@pytest.mark.parametrize(("arrival", "message"), [
+    ({"rate_curve": [[5, 1.0]]}, "first point"),
+    ({"rate_curve": [[0, 1.0], [0, 2.0]]}, "increase"),
+    ({"rate_curve": [[0, 1.0], [10, 0.0]]}, "factor"),
+    ({"rate_curve": [[0, 1.0], [10, 2.0]], "period_s": 10}, "period_s"),
+    ({"period_s": 10}, "period_s needs rate_curve"),
+    ({"bursts": [{"at_s": 1, "duration_s": 0, "factor": 2}]}, "duration_s"),
+])
+def test_bad_rate_curves_are_named(arrival: dict, message: str) -> None:
+    with pytest.raises(ConfigError, match=message) as err:
+        spec(arrival={"process": "poisson", "rate_rps": 1.0, **arrival})
+    assert str(err.value).startswith("workload: arrival")
+
+
+def test_a_trace_replays_faster_with_trace_speedup(tmp_path: Path) -> None:
+    (tmp_path / "t.jsonl").write_text(
+        '{"arrival_s": 100, "prompt_tokens": 12, "output_tokens": 3}\n'
+        '{"arrival_s": 700, "prompt_tokens": 12, "output_tokens": 3}\n')
+    s = spec(trace=str(tmp_path / "t.jsonl"), trace_speedup=60.0)
+    assert [p.at_s for p in bounded_plans(s)] == [0.0, 10.0]
+    assert "at 60x" in s.describe()
+    with pytest.raises(ConfigError, match="trace_speedup needs a trace"):
+        spec(trace_speedup=2.0)
