@@ -41,10 +41,12 @@ class Grid2D:
         """The value at (x, y) and whether it lies outside the measured grid.
 
         A named method, not __call__: compiled callers (profiles/compiled.py) call it natively,
-        without boxing the arguments and the result. Not memoised: a router's walk asks for
-        ~20 points per busy backend per request, nearly all at context lengths no earlier
-        request asked for, and a memo's missed lookup (hash a key, insert it) costs more than
-        the arithmetic. Integer x takes its cell from a table; the rest is `_bilinear`'s
+        without boxing the arguments and the result. Batch-of-one lookups (x = 1: idle
+        backends, the simulator's commonest question, asked again and again for the same
+        prompt lengths) are memoised by y. The rest are not: a router's walk asks for ~20
+        points per busy backend per request, nearly all at context lengths no earlier request
+        asked for, and a memo's missed lookup (hash a key, insert it) costs more than the
+        arithmetic. Integer x takes its cell from a table; the rest is `_bilinear`'s
         arithmetic."""
         if x == 1.0:
             hit = self._memo1.get(y)
