@@ -239,6 +239,7 @@ _GROW_PAST = 1.25
 def _cmd_plan(args: argparse.Namespace) -> int:
     from loadtest.commands import workload_from_args
     from loadtest.planner import Offer, buckets, capacities, corrected_plan, plan
+    from loadtest.workload import bounded_plans
     from profiles.latency import LatencyModel
 
     for name, v in (("attainment", args.attainment), ("utilisation", args.utilisation),
@@ -268,7 +269,9 @@ def _cmd_plan(args: argparse.Namespace) -> int:
                                         horizon_s=spec.duration_s or args.check_duration)
     else:
         paper = plan(bs, offers, capacity=closed_form)
-    ctx = _Context(args, catalogue, tables, spec, bs, offers)
+    ctx = _Context(args, catalogue, tables, spec, bs, offers,
+                   None if spec.arrival.process == "closed" or spec.trace
+                   else list(bounded_plans(spec)))
     homo = _homogeneous_meeting(ctx, paper)
     verified, check, tries = _verify(ctx, paper, homo)
     out = Path(args.out) if args.out else Path("runs") / (
@@ -287,6 +290,9 @@ class _Context:
     spec: Any
     buckets: list[Any]
     offers: list[Any]
+    # The workload's arrivals, drawn once for every check (None: closed loop or a trace,
+    # which each simulation reads itself).
+    plans: list[Any] | None = None
 
     def simulable(self, replicas: dict[str, int]) -> bool:
         return all(oid in self.tables for oid, n in replicas.items() if n > 0)
@@ -492,31 +498,24 @@ def _simulate(ctx: _Context, replicas: dict[str, int], table: list[dict[str, Any
     figures the plan reports. With `verdict` (the caller only asks whether it meets the
     target), a run stops as soon as its misses rule that out; its check then holds the
     attainment it could at best have reached (below the target) and `stopped_early`."""
-    from loadtest.planner import miss_budget
     from loadtest.simulate_cmd import simulate_run
     from loadtest.simulator import SimBackend
-    from loadtest.workload import bounded_plans
 
     offers = {o.id: o for o in ctx.offers}  # their latency models, built once
     backends = [SimBackend(oid, offers[oid].model, offers[oid].usd_per_hour, n)
                 for oid, n in replicas.items() if n > 0]
     model = ctx.catalogue.model
-    plans, budget = None, None
-    if verdict and ctx.spec.arrival.process != "closed" and not ctx.spec.trace:
-        plans = list(bounded_plans(ctx.spec))
-        measured = sum(1 for p in plans if not p.warmup)
-        budget = miss_budget(measured, ctx.args.attainment)
+    target = ctx.args.attainment if verdict and ctx.plans is not None else None
     s = simulate_run(str(model if isinstance(model, str) else model["name"]), backends,
                      "cost-slo", {"routing_table": table} if table else {}, "fastest",
                      ctx.spec, None, "planned fleet", report=False, oracle=False,
-                     plans=plans, miss_budget=budget)
+                     plans=ctx.plans, target=target)
     if s.get("stopped_early"):
-        bound = (measured - s["misses"]) / measured
         _say(ctx.args, f"simulated {', '.join(f'{k} x{v}' for k, v in replicas.items())}"
                        f"{' (routing table)' if table else ''}: attainment < "
-                       f"{ctx.args.attainment:g} (stopped after {s['misses']} misses)")
-        return {"replicas": replicas, "attainment": bound, "stopped_early": True,
-                "requests": measured}
+                       f"{ctx.args.attainment:g} (stopped early)")
+        return {"replicas": replicas, "attainment": s["attainment"], "stopped_early": True,
+                "requests": s["measured"]}
     lat = s["latency_ms"]
     _say(ctx.args, f"simulated {', '.join(f'{k} x{v}' for k, v in replicas.items())}"
                    f"{' (routing table)' if table else ''}: attainment "

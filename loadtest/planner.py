@@ -339,28 +339,13 @@ def attainment_at(model: LatencyModel, mix: Mix, rate_rps: float, requests: int 
     spec = parse_workload({"arrival": {"process": "poisson", "rate_rps": rate_rps},
                            "mix": [{"prompt_tokens": {"mean": 1}, "output_tokens": {"mean": 1}}],
                            "num_requests": requests, "seed": seed})
-    plans = calibration_plans(mix, rate_rps * replicas, requests, seed)
-    n = sum(1 for p in plans if not p.warmup)
-    sim = Simulation([SimBackend("r", model, 1.0, replicas)], _ONLY, spec, plans=plans,
-                     miss_budget=None if target is None else miss_budget(n, target))
+    sim = Simulation([SimBackend("r", model, 1.0, replicas)], _ONLY, spec, target=target,
+                     plans=calibration_plans(mix, rate_rps * replicas, requests, seed))
     records = sim.run()
     if sim.stopped:
-        return (n - sim.misses) / n
+        return sim.attainment_bound
     measured = [r for r in records if not r.warmup]
     return sum(1 for r in measured if r.met_slo()) / len(measured) if measured else 0.0
-
-
-def miss_budget(measured: int, target: float) -> int:
-    """The most SLO misses among `measured` requests that still leave attainment
-    (met / measured) at or above `target`; -1 when none do."""
-    if measured <= 0:
-        return 0
-    k = measured - math.ceil(target * measured)
-    while k + 1 <= measured and (measured - k - 1) / measured >= target:
-        k += 1
-    while k >= 0 and (measured - k) / measured < target:
-        k -= 1
-    return k
 
 
 class _Only(Policy):

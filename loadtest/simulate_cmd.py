@@ -123,10 +123,11 @@ def simulate_run(model_name: str, backends: list[Any], policy_name: str, params:
                  fallback: str, spec: Any, out: Path | None, label: str,
                  report: bool = True, oracle: bool = True,
                  interference: Any = None, plans: Any = None,
-                 miss_budget: int | None = None) -> dict[str, Any]:
+                 target: float | None = None) -> dict[str, Any]:
     """One simulation -> its summary (written to `out` with its records when given). With
-    `miss_budget` (and `plans`, the arrivals), a run that passes that many SLO misses stops
-    there and returns only {"stopped_early": True, "misses": n} (`Simulation`)."""
+    `target` (and `plans`, the arrivals), a run that cannot reach that attainment stops
+    there and returns only {"stopped_early": True, "attainment": its bound, "measured": n}
+    (`Simulation`)."""
     from loadtest.metrics import Pricing, summarize
     from loadtest.simulator import Simulation
     from serving.policies import make_policy
@@ -134,10 +135,11 @@ def simulate_run(model_name: str, backends: list[Any], policy_name: str, params:
     policy = make_policy(policy_name, params)
     started = time.perf_counter()
     sim = Simulation(backends, policy, spec, fallback, interference,  # type: ignore[arg-type]
-                     plans, miss_budget)
+                     plans, target)
     records = sim.run()
     if sim.stopped:
-        return {"stopped_early": True, "misses": sim.misses}
+        return {"stopped_early": True, "attainment": sim.attainment_bound,
+                "measured": sim.measured_plans}
     wall = time.perf_counter() - started
     per = {b.id: b.replicas * b.usd_per_hour for b in backends}
     pricing = Pricing(sum(per.values()), "simulated fleet: replicas x usd_per_hour of "

@@ -165,16 +165,18 @@ class _Replica:
 class Simulation:
     """One run. `run()` returns the records, one per planned request, in index order.
 
-    With `miss_budget`, the run stops once more than that many measured (not warm-up)
-    requests have missed their SLO (`stopped` is then True, and the records of requests not
-    yet finished or sent are missing or incomplete): a caller that only asks whether the
-    fleet meets an attainment target gets the same answer without simulating the rest of
-    an overloaded run, whose queues make it the slowest kind."""
+    With `target` (an attainment, with the arrivals given as `plans`), the run stops as soon
+    as more measured (not warm-up) requests have missed their SLO than the target allows
+    (`miss_budget`): `stopped` is then True, `attainment_bound` the most it could have
+    reached (below the target), and the records of requests not yet finished or sent are
+    missing or incomplete. A caller that only asks whether the fleet meets the target gets
+    the same answer without simulating the rest of an overloaded run, whose queues make it
+    the slowest kind."""
 
     def __init__(self, backends: list[SimBackend], policy: Policy, spec: WorkloadSpec,
                  fallback: Fallback = "fastest",
                  interference: InterferenceTable | None = None,
-                 plans: list[Planned] | None = None, miss_budget: int | None = None) -> None:
+                 plans: list[Planned] | None = None, target: float | None = None) -> None:
         self.backends = backends
         self._given = plans  # explicit open-loop arrivals instead of the spec's
         self.policy = policy
@@ -202,8 +204,14 @@ class Simulation:
         self.sequence = 0
         self.decisions_ms = 0.0
         self._path_rng = random.Random(spec.seed)
-        self.miss_budget = miss_budget
-        self.misses = 0  # measured requests that missed their SLO (counted with a budget only)
+        self.measured_plans = 0
+        self.miss_budget: int | None = None
+        if target is not None:
+            if plans is None:
+                raise ValueError("a target needs the run's arrivals (plans)")
+            self.measured_plans = sum(1 for p in plans if not p.warmup)
+            self.miss_budget = miss_budget(self.measured_plans, target)
+        self.misses = 0  # measured requests that missed their SLO (counted with a target only)
         self.stopped = False
 
     # ------------------------------------------------------------------ driver
@@ -387,13 +395,19 @@ class Simulation:
         rec = req.record
         rec.end_s = rec.done_s = t - req.sent
         rec.completion_tokens = decoded + 1
-        if self.miss_budget is not None:
-            self._judge(rec)
+        self._judge(rec)
         if req.prediction is not None:  # the online correction, as serving/state.py applies it
             c = self.corrections[req.backend]
             self.corrections[req.backend] = c.update(req.prediction, rec.ttft_ms, rec.tpot_ms)
         if self._closed:
             self._next_closed(t, pending)
+
+    @property
+    def attainment_bound(self) -> float:
+        """With a target: the attainment the run can still reach (measured plans less the
+        misses so far, over the measured plans)."""
+        n = self.measured_plans
+        return (n - self.misses) / n if n else 0.0
 
     def _judge(self, rec: Record) -> None:
         """Count a finished measured request against `miss_budget`; stop past it."""
@@ -535,5 +549,18 @@ def simulate(backends: list[SimBackend], policy: Policy, spec: WorkloadSpec,
              plans: list[Planned] | None = None) -> list[Record]:
     """The records of one run. `plans`: the arrivals to simulate (open loop, in time order,
     warm-up ones marked), instead of those the spec generates; the spec still gives the
-    seed of the serving path's jitter. (`Simulation(..., miss_budget=)` stops early.)"""
+    seed of the serving path's jitter. (`Simulation(..., target=)` stops early.)"""
     return Simulation(backends, policy, spec, fallback, interference, plans).run()
+
+
+def miss_budget(measured: int, target: float) -> int:
+    """The most SLO misses among `measured` requests that still leave attainment
+    (met / measured) at or above `target`; -1 when none do."""
+    if measured <= 0:
+        return 0
+    k = measured - math.ceil(target * measured)
+    while k + 1 <= measured and (measured - k - 1) / measured >= target:
+        k += 1
+    while k >= 0 and (measured - k) / measured < target:
+        k -= 1
+    return k

@@ -46,8 +46,7 @@ class Grid2D:
         prompt lengths) are memoised by y. The rest are not: a router's walk asks for ~20
         points per busy backend per request, nearly all at context lengths no earlier request
         asked for, and a memo's missed lookup (hash a key, insert it) costs more than the
-        arithmetic. Integer x takes its cell from a table; the rest is `_bilinear`'s
-        arithmetic."""
+        arithmetic. Integer x takes its cell from a table; then `_interpolate`."""
         if x == 1.0:
             hit = self._memo1.get(y)
             if hit is not None:
@@ -79,11 +78,7 @@ class Grid2D:
             i, fx = self._cell[k], self._frac[k]
         else:
             fx, i = _locate(xs, max(x, xs[0]))
-        v = self.values
-        i2, j2 = min(i + 1, len(xs) - 1), min(j + 1, len(ys) - 1)
-        left = v[i][j] + (v[i][j2] - v[i][j]) * fy
-        right = v[i2][j] + (v[i2][j2] - v[i2][j]) * fy
-        value = left + (right - left) * fx
+        value = self._interpolate(i, fx, j, fy)
         if xs[0] <= x <= xs[-1] and ys[0] <= y <= ys[-1]:
             return value, False
         edge = self._bilinear(min(max(x, xs[0]), xs[-1]), min(max(y, ys[0]), ys[-1]))
@@ -92,6 +87,10 @@ class Grid2D:
     def _bilinear(self, x: float, y: float) -> float:
         fx, i = _locate(self.xs, x)
         fy, j = _locate(self.ys, y)
+        return self._interpolate(i, fx, j, fy)
+
+    def _interpolate(self, i: int, fx: float, j: int, fy: float) -> float:
+        """Bilinear in cell (i, j) at fractions (fx, fy): along y first, then along x."""
         v = self.values
         i2, j2 = min(i + 1, len(self.xs) - 1), min(j + 1, len(self.ys) - 1)
         left = v[i][j] + (v[i][j2] - v[i][j]) * fy

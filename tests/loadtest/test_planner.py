@@ -153,7 +153,7 @@ def test_throughput_tables_are_planned_on_as_given() -> None:
 
 
 def test_miss_budget_is_the_most_misses_that_keep_the_target() -> None:
-    from loadtest.planner import miss_budget
+    from loadtest.simulator import miss_budget
 
     assert miss_budget(100, 0.99) == 1 and miss_budget(1000, 0.99) == 10
     assert miss_budget(7, 1.0) == 0 and miss_budget(50, 0.5) == 25
