@@ -32,13 +32,14 @@ if str(_REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(_REPO_ROOT))
 
 from backends.model import read_manifest, resolve_model  # noqa: E402
-from loadtest.planner import Offer, buckets, plan, solve  # noqa: E402
+from loadtest.planner import buckets, plan  # noqa: E402
 from loadtest.simulator import SimBackend, simulate  # noqa: E402
 from loadtest.workload import chat_doc_preset, load_workload, parse_workload  # noqa: E402
 from profiles.compiled import compiled_modules  # noqa: E402
 from profiles.estimate import estimate_profile  # noqa: E402
 from profiles.latency import LatencyModel  # noqa: E402
 from profiles.table import load_profile  # noqa: E402
+from serving.sizing import Offer, solve  # noqa: E402
 
 TABLES = _REPO_ROOT / "profiles" / "tables"
 GPUS = (("nvidia-h100-sxm", 2.69), ("nvidia-h200", 3.5), ("nvidia-a100-80gb", 1.64),

@@ -38,7 +38,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from backends.errors import ConfigError
-from loadtest.planner import OUTPUT_EDGES, PROMPT_EDGES
+from serving.sizing import OUTPUT_EDGES, PROMPT_EDGES
 
 
 class _Strict(BaseModel):
@@ -238,9 +238,10 @@ _GROW_PAST = 1.25
 
 def _cmd_plan(args: argparse.Namespace) -> int:
     from loadtest.commands import workload_from_args
-    from loadtest.planner import Offer, buckets, capacities, corrected_plan, plan
+    from loadtest.planner import buckets, corrected_plan, plan
     from loadtest.workload import bounded_plans
     from profiles.latency import LatencyModel
+    from serving.sizing import Offer, capacities
 
     for name, v in (("attainment", args.attainment), ("utilisation", args.utilisation),
                     ("headroom", args.headroom)):
@@ -329,7 +330,7 @@ def _verify(ctx: _Context, paper: Any, homo: tuple[Any, dict[str, Any]] | None,
     half), and verify that solution, up to `_MAX_RESOLVES` times, while a new mix comes out
     cheaper than the homogeneous fleet. Returns the verified plan (or the last tried), its
     check and every try."""
-    from loadtest.planner import solve
+    from serving.sizing import solve
 
     best = paper.best
     if best.status != "optimal" or not ctx.simulable(best.replicas):
@@ -380,7 +381,7 @@ def _repair(ctx: _Context, best: Any, ceiling: float, tries: list[dict[str, Any]
     shares stay), up to `_MAX_REPAIRS` tries; once it meets the target, `_trim` it. Appends
     each check to `tries`; returns the cheapest plan that met the target (else the last
     tried), its check, whether it met, and the solution's own (first) check."""
-    from loadtest.planner import Plan, routing_table
+    from serving.sizing import Plan, routing_table
 
     table = routing_table(ctx.buckets, best)
     replicas = dict(best.replicas)
@@ -450,7 +451,7 @@ def _homogeneous_meeting(ctx: _Context, paper: Any) -> tuple[Any, dict[str, Any]
     one-replica calibration charges for), or counted up from the paper count (by up to half
     of it) when that misses. Skipped once even the lower bound costs more than the best
     found."""
-    from loadtest.planner import Plan
+    from serving.sizing import Plan
 
     best: tuple[Any, dict[str, Any]] | None = None
     target = ctx.args.attainment
@@ -537,8 +538,8 @@ def check_and_write(ctx: _Context, paper: Any, closed_form: dict[str, dict[str, 
     """Write plan.json, plan.md, the recommended fleet.yaml (+ profiles/) and serve.yaml.
     Returns the markdown. Recommended: the cheapest fleet the simulator says meets the target
     (an unverifiable mix only when nothing else is)."""
-    from loadtest.planner import routing_table
     from loadtest.results import write_json
+    from serving.sizing import routing_table
 
     args = ctx.args
     (out / "profiles").mkdir(exist_ok=True)

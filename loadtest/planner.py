@@ -1,98 +1,37 @@
 """Fleet planner (pure): how many replicas of which accelerators serve a workload at its SLOs
 for the fewest dollars per hour.
 
-Mélange's formulation (Griggs et al., 2024). The workload is cut into buckets (SLO class x
-prompt-length range x output-length range, each with its arrival rate). For every bucket b and
-accelerator a, `capacity_rps` is the highest arrival rate one replica of a sustains for
-requests of b while meeting b's SLO, from a's profile:
-
-    P      = prefill(1, prompt)                  d_B = decode step(B, prompt + output / 2)
-    rho    = rate x P                            (the share of time spent prefilling)
-    TPOT   = d_B / (1 - rho)                     (decoding pauses for others' prefills)
-    TTFT   = P + d_B / 2 + rho P / (2 (1 - rho)) (half a step, then M/D/1 on the prefills)
-    E2E    = TTFT + (output - 1) TPOT
-    rate x E2E <= utilisation x B                (Little: sequences in flight fit the batch)
-
-maximised over the batch size B (up to the engine's max_num_seqs and its KV tokens), each
-target times `headroom` (< 1 leaves room for the variance the means above ignore). Then an
-integer program, solved with HiGHS (scipy.optimize.milp):
-
-    minimise   sum_a usd_per_hour_a n_a
-    subject to sum_a x_ba = 1                              for every bucket b
-               sum_b rate_b x_ba / capacity_ba <= n_a      for every accelerator a
-               x_ba in [0, 1] (0 where capacity_ba = 0), n_a integer in [0, max_replicas_a]
-
-x_ba is the share of bucket b served by accelerator a; n_a its replica count. The answer is
-checked in the simulator (`loadtest/simulator.py`) with the live cost-slo policy routing.
+The workload is cut into buckets (`buckets`: SLO class x prompt range x output range, with
+their arrival rates at the peak), and serving/sizing.py's closed-form capacities and integer
+program (Mélange's formulation) give the cheapest mix on paper (`plan`). Paper capacities
+miss what the simulator (`loadtest/simulator.py`, the live cost-slo policy routing) then
+finds, so the rest of this module measures capacities that hold there: per bucket alone
+(`calibrate`) and for the mix each offer is given (`mix_factor`, `corrected_plan`).
 """
 
 from __future__ import annotations
 
 import math
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
 
 import numpy as np
 
 from loadtest.workload import Planned, WorkloadSpec, plan_requests
 from profiles.latency import LatencyModel
 from serving.policies import Decision, Policy, RoutingContext
-
-PROMPT_EDGES = (0, 128, 512, 2048, 8192, 1 << 30)
-OUTPUT_EDGES = (0, 64, 256, 1024, 1 << 30)
-
-
-@dataclass(frozen=True)
-class Offer:
-    """One accelerator type on offer: its profile and its price per replica-hour; or, instead
-    of a profile, a throughput table (Mélange's input: the req/s one replica sustains within
-    the SLO per prompt-range x output-range bucket, rows by prompt, per SLO class or for all
-    under "*"). An offer without a profile cannot be simulated."""
-
-    id: str
-    model: LatencyModel | None
-    usd_per_hour: float
-    max_replicas: int | None = None
-    throughput: dict[str, tuple[tuple[float, ...], ...]] | None = None
-
-    def table_rps(self, bucket: Bucket) -> float:
-        assert self.throughput is not None
-        matrix = self.throughput.get(bucket.slo_class or "*", self.throughput.get("*"))
-        if matrix is None:
-            return 0.0
-        return float(matrix[bucket.prompt_bin][bucket.output_bin])
-
-
-@dataclass(frozen=True)
-class Bucket:
-    label: str
-    slo_class: str | None
-    slo: dict[str, float]
-    prompt_tokens: int  # representative (the bucket's 90th percentile: conservative)
-    output_tokens: int
-    rate_rps: float
-    share: float
-    prompt_bin: int = 0  # index of its prompt range among the edges
-    output_bin: int = 0
-    prompt_range: tuple[int, int | None] = (0, None)  # [low, high) tokens; None: no bound
-    output_range: tuple[int, int | None] = (0, None)
-    # Sampled (prompt, output) lengths of the bucket's requests (the calibration replays them).
-    shapes: tuple[tuple[int, int], ...] = field(default=(), repr=False, compare=False)
-
-    def to_json(self) -> dict[str, Any]:
-        return {k: v for k, v in self.__dict__.items() if k != "shapes"}
-
-
-@dataclass
-class Plan:
-    replicas: dict[str, int]
-    usd_per_hour: float
-    assignment: dict[str, dict[str, float]]  # bucket label -> offer id -> share of the bucket
-    status: str
-    solve_s: float = 0.0
-    note: str = ""
+from serving.sizing import (
+    OUTPUT_EDGES,
+    PROMPT_EDGES,
+    Bucket,
+    Offer,
+    Plan,
+    bin_index,
+    capacities,
+    edge_text,
+    range_bound,
+    solve,
+)
 
 
 @dataclass
@@ -134,7 +73,7 @@ def buckets(spec: WorkloadSpec, samples: int = 20_000,
     for p in plans:
         per_component[p.component] = per_component.get(p.component, 0) + 1
     for p in plans:
-        key = (p.slo_class, _bin(p.prompt_tokens, prompt_edges), _bin(p.output_tokens, output_edges))
+        key = (p.slo_class, bin_index(p.prompt_tokens, prompt_edges), bin_index(p.output_tokens, output_edges))
         groups.setdefault(key, []).append((p.prompt_tokens, p.output_tokens))
         weight[key] = weight.get(key, 0.0) + (component_share.get(p.component, 0.0) / total_share
                                               / per_component[p.component])
@@ -143,90 +82,18 @@ def buckets(spec: WorkloadSpec, samples: int = 20_000,
         arr = np.asarray(shapes)
         share = weight[(cls, pi, oi)]
         slo = spec.slo_classes[cls].model_dump(exclude_none=True) if cls in spec.slo_classes else {}
-        label = (f"{cls or 'no-slo'} p{prompt_edges[pi]}-{_edge(prompt_edges[pi + 1])} "
-                 f"o{output_edges[oi]}-{_edge(output_edges[oi + 1])}")
+        label = (f"{cls or 'no-slo'} p{prompt_edges[pi]}-{edge_text(prompt_edges[pi + 1])} "
+                 f"o{output_edges[oi]}-{edge_text(output_edges[oi + 1])}")
         out.append(Bucket(label, cls, slo, int(np.percentile(arr[:, 0], 90)),
                           int(np.percentile(arr[:, 1], 90)), rate * share, share,
                           pi, oi,
-                          (prompt_edges[pi], _bound(prompt_edges[pi + 1])),
-                          (output_edges[oi], _bound(output_edges[oi + 1])),
+                          (prompt_edges[pi], range_bound(prompt_edges[pi + 1])),
+                          (output_edges[oi], range_bound(output_edges[oi + 1])),
                           tuple(shapes[:_SHAPES])))
     return out
 
 
 _SHAPES = 2000  # sampled lengths kept per bucket
-
-
-def _bound(x: int) -> int | None:
-    return None if x >= 1 << 30 else x
-
-
-def _bin(x: int, edges: Sequence[int]) -> int:
-    for i in range(len(edges) - 1):
-        if edges[i] <= x < edges[i + 1]:
-            return i
-    return len(edges) - 2
-
-
-def _edge(x: int) -> str:
-    return "inf" if x >= 1 << 30 else str(x)
-
-
-def capacity_rps(model: LatencyModel, bucket: Bucket, utilisation: float = 0.85,
-                 headroom: float = 0.8) -> float:
-    """The highest arrival rate of `bucket`'s requests one replica sustains within its SLO
-    (0 when even one request alone misses it)."""
-    p, o = bucket.prompt_tokens, max(bucket.output_tokens, 1)
-    per_seq = p + o
-    if per_seq > model.kv_tokens:
-        return 0.0
-    prefill = model.prefill_ms(1, p)[0]
-    targets = {k: v * headroom for k, v in bucket.slo.items()}
-    best = 0.0
-    max_batch = min(model.max_num_seqs, model.kv_tokens // per_seq)
-    for batch in _batch_sizes(max_batch):
-        step = model.decode_step_ms(batch, p + o / 2)[0]
-        best = max(best, _max_rate(prefill, step, batch, o, targets, utilisation))
-    return best
-
-
-def _batch_sizes(max_batch: int) -> list[int]:
-    sizes = {1, max_batch}
-    b = 2
-    while b < max_batch:
-        sizes.add(b)
-        b = b * 2 if b < 16 else b + max(b // 4, 1)
-    return sorted(sizes)
-
-
-def _max_rate(prefill_ms: float, step_ms: float, batch: int, output: int,
-              targets: dict[str, float], utilisation: float) -> float:
-    def ok(rate: float) -> bool:
-        rho = rate * prefill_ms / 1e3
-        if rho >= 1:
-            return False
-        tpot = step_ms / (1 - rho)
-        ttft = prefill_ms + step_ms / 2 + rho * prefill_ms / (2 * (1 - rho))
-        e2e = ttft + (output - 1) * tpot
-        return (tpot <= targets.get("tpot_ms", math.inf) and ttft <= targets.get("ttft_ms", math.inf)
-                and e2e <= targets.get("e2e_ms", math.inf)
-                and rate * e2e / 1e3 <= utilisation * batch)
-
-    if not ok(1e-9):
-        return 0.0
-    lo, hi = 0.0, 1e3 / prefill_ms  # the prefills alone would saturate the replica at hi
-    for _ in range(60):
-        mid = (lo + hi) / 2
-        lo, hi = (mid, hi) if ok(mid) else (lo, mid)
-    return lo
-
-
-def capacities(buckets_: list[Bucket], offers: list[Offer], utilisation: float = 0.85,
-               headroom: float = 0.8) -> dict[str, dict[str, float]]:
-    """Bucket label -> offer id -> req/s per replica: the closed form above from each offer's
-    profile, or its throughput table."""
-    return {b.label: {o.id: (capacity_rps(o.model, b, utilisation, headroom) if o.model is not None
-                             else o.table_rps(b)) for o in offers} for b in buckets_}
 
 
 def plan(buckets_: list[Bucket], offers: list[Offer], utilisation: float = 0.85,
@@ -237,61 +104,6 @@ def plan(buckets_: list[Bucket], offers: list[Offer], utilisation: float = 0.85,
     best = solve(buckets_, offers, capacity)
     homogeneous = {o.id: solve(buckets_, [o], capacity) for o in offers}
     return Planning(buckets_, offers, capacity, best, homogeneous)
-
-
-def solve(buckets_: list[Bucket], offers: list[Offer],
-          capacity: dict[str, dict[str, float]]) -> Plan:
-    """The integer program above (HiGHS through scipy.optimize.milp)."""
-    from scipy.optimize import Bounds, LinearConstraint, milp
-
-    started = time.perf_counter()
-    nb, na = len(buckets_), len(offers)
-    impossible = [b.label for b in buckets_ if not any(capacity[b.label][o.id] > 0 for o in offers)]
-    if impossible:
-        return Plan({}, math.inf, {}, "infeasible", time.perf_counter() - started,
-                    f"no offered accelerator meets the SLO of: {', '.join(impossible)}")
-    nx = nb * na  # x[b, a] at b * na + a, then n[a] at nx + a
-    cost = np.concatenate([np.zeros(nx), [o.usd_per_hour for o in offers]])
-    upper = np.concatenate([
-        [1.0 if capacity[b.label][o.id] > 0 else 0.0 for b in buckets_ for o in offers],
-        [o.max_replicas if o.max_replicas is not None else np.inf for o in offers]])
-    share = np.zeros((nb, nx + na))
-    for i in range(nb):
-        share[i, i * na:(i + 1) * na] = 1.0
-    load = np.zeros((na, nx + na))
-    for i, b in enumerate(buckets_):
-        for j, o in enumerate(offers):
-            cap = capacity[b.label][o.id]
-            if cap > 0:
-                load[j, i * na + j] = b.rate_rps / cap
-    for j in range(na):
-        load[j, nx + j] = -1.0
-    integrality = np.concatenate([np.zeros(nx), np.ones(na)])
-    result = milp(cost, integrality=integrality, bounds=Bounds(np.zeros(nx + na), upper),
-                  constraints=[LinearConstraint(share, 1.0, 1.0),
-                               LinearConstraint(load, -np.inf, 0.0)])
-    solve_s = time.perf_counter() - started
-    if not result.success:
-        return Plan({}, math.inf, {}, "infeasible", solve_s, str(result.message))
-    x = result.x
-    replicas = {o.id: int(round(x[nx + j])) for j, o in enumerate(offers)}
-    assignment = {b.label: {o.id: float(x[i * na + j]) for j, o in enumerate(offers)
-                            if x[i * na + j] > 1e-6} for i, b in enumerate(buckets_)}
-    usd = sum(o.usd_per_hour * replicas[o.id] for o in offers)
-    return Plan({k: v for k, v in replicas.items() if v > 0}, usd, assignment, "optimal", solve_s)
-
-
-def routing_table(buckets_: list[Bucket], p: Plan) -> list[dict[str, Any]]:
-    """The plan's split as the cost-slo policy's `routing_table` parameter
-    (serving/policies/routing_table.py): one row per bucket, its shares per backend."""
-    rows = []
-    for b in buckets_:
-        shares = {oid: round(x, 6) for oid, x in p.assignment.get(b.label, {}).items()
-                  if round(x, 6) > 0}
-        if shares:
-            rows.append({"slo_class": b.slo_class, "prompt_tokens": list(b.prompt_range),
-                         "output_tokens": list(b.output_range), "shares": shares})
-    return rows
 
 
 # ---- capacity that holds: calibrated in the simulator ---------------------------------------

@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import pytest
 
-from loadtest.planner import Bucket, Offer, buckets, capacity_rps, plan, solve
+from loadtest.planner import buckets, plan
 from loadtest.workload import parse_workload
 from profiles.latency import LatencyModel
+from serving.sizing import Bucket, Offer, capacity_rps, solve
 from tests.profiles.synthetic import synthetic_profile
 
 MODEL = LatencyModel(synthetic_profile(max_num_seqs=8))
@@ -91,8 +92,8 @@ DOC = Bucket("doc p512-inf o0-64", "doc", {"ttft_ms": 2000.0}, 1000, 16, 1.0, 0.
 
 
 def test_a_plans_split_becomes_the_policys_routing_table() -> None:
-    from loadtest.planner import Plan, routing_table
     from serving.policies.routing_table import RoutingTable
+    from serving.sizing import Plan, routing_table
 
     p = Plan({"a": 1, "b": 1}, 2.0, {CHAT.label: {"a": 0.25, "b": 0.75}, DOC.label: {"b": 1.0}},
              "optimal")

@@ -68,7 +68,7 @@ def _planned_fleet(tmp: Path, port: int) -> dict:
     """The same fleet with a plan's routing table: the planner's own emission
     (loadtest/planner.py routing_table) of a plan that gives `batch` requests 1/4 to fast and
     3/4 to cheap."""
-    from loadtest.planner import Bucket, Plan, routing_table
+    from serving.sizing import Bucket, Plan, routing_table
 
     bucket = Bucket("batch p0-inf o0-inf", "batch", {"e2e_ms": 120000}, 16, 8, 1.0, 1.0)
     plan = Plan({"fast": 1, "cheap": 1}, 1.02, {bucket.label: {"fast": 0.25, "cheap": 0.75}},
