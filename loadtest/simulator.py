@@ -54,6 +54,7 @@ import random
 from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
 
 from loadtest.records import BACKEND_HEADER, COST_HEADER, Record
 from loadtest.workload import Planned, WorkloadSpec, bounded_plans, plan_requests
@@ -69,6 +70,7 @@ from profiles.latency import (
 from profiles.tracking import ArrivalRate
 from serving.policies import BackendView, Policy, RoutingContext, Slo
 from serving.policies.base import Fallback
+from serving.scaling import Autoscaler, Replicas
 
 
 @dataclass(frozen=True)
@@ -76,8 +78,9 @@ class SimBackend:
     id: str
     model: LatencyModel  # the router's profile (what the policy predicts with)
     usd_per_hour: float  # per replica
-    replicas: int = 1
+    replicas: int = 1  # at the start (a scaler changes it)
     truth: LatencyModel | None = None  # what the replicas really do; None: the same profile
+    startup_s: float = 0.0  # a replica a scaler adds serves this long after the order
 
     @property
     def engine(self) -> LatencyModel:
@@ -104,9 +107,13 @@ class _Replica:
     """One engine. `step` counts decode steps; a sequence's context at step s is
     start_context + s - start_step, so advancing k steps touches no sequence."""
 
-    def __init__(self, model: LatencyModel, index: int) -> None:
+    def __init__(self, model: LatencyModel, index: int, up_s: float = 0.0,
+                 state: str = "ready") -> None:
         self.m = model
         self.index = index  # among its backend's replicas
+        self.state = state  # "starting", "ready" (routed to), "draining", "gone"
+        self.up_s = up_s  # billed from
+        self.down_s: float | None = None  # billed until (None: still provisioned)
         self.step = 0
         self.heap: list[_Seq] = []
         self.context_sum = 0
@@ -176,19 +183,25 @@ class Simulation:
     def __init__(self, backends: list[SimBackend], policy: Policy, spec: WorkloadSpec,
                  fallback: Fallback = "fastest",
                  interference: InterferenceTable | None = None,
-                 plans: list[Planned] | None = None, target: float | None = None) -> None:
+                 plans: list[Planned] | None = None, target: float | None = None,
+                 scaler: Autoscaler | None = None) -> None:
         self.backends = backends
         self._given = plans  # explicit open-loop arrivals instead of the spec's
         self.policy = policy
         self.spec = spec
         self.fallback = fallback
         self.replicas = [[_Replica(b.engine, r) for r in range(b.replicas)] for b in backends]
+        self.active = [list(reps) for reps in self.replicas]  # ready: the ones routed to
+        self.scaler = scaler
+        self._timers: list[tuple[float, int, int, int]] = []  # (t, order, backend, replica | -1: tick)
+        self.scaling: list[tuple[float, dict[str, int], str]] = []  # (t, target, reason) per tick
+        self._table: list[dict[str, Any]] | None = None  # the routing table the policy follows
         self._index = {b.id: i for i, b in enumerate(backends)}
         self.rates = [ArrivalRate() for _ in backends]
         self.corrections = [Correction() for _ in backends]  # learned as the live router does
         self._idle_views: list[BackendView | None] = [None] * len(backends)
-        self._slots = [(spec.id, spec.usd_per_hour, spec.model, spec.replicas, self.replicas[b],
-                        self.rates[b]) for b, spec in enumerate(backends)]
+        self._slots = [(spec.id, spec.usd_per_hour, spec.model, self.active[b], self.rates[b])
+                       for b, spec in enumerate(backends)]
         self.interference = interference
         shared = set(interference.backends) if interference is not None else set()
         self._near = [tuple(c for c, o in enumerate(backends) if o.id in shared and c != b)
@@ -247,8 +260,17 @@ class Simulation:
             nxt = next(arrivals, None)
             if nxt is not None:
                 pending.append((nxt.at_s or 0.0, nxt.index, nxt))
-        while (pending or self.events) and not self.stopped:
-            if pending and (not self.events or pending[0][0] <= self.events[0][0]):
+        if self.scaler is not None:
+            self._timer(self.scaler.interval_s, -1, -1)
+        while (pending or self.events or self._timers) and not self.stopped:
+            if self._timers and (not pending or self._timers[0][0] <= pending[0][0]) and (
+                    not self.events or self._timers[0][0] <= self.events[0][0]):
+                t, _, b, r = heapq.heappop(self._timers)
+                if r < 0:
+                    self._tick(t, pending)
+                else:
+                    self._ready(self.replicas[b][r])
+            elif pending and (not self.events or pending[0][0] <= self.events[0][0]):
                 t, _, plan = heapq.heappop(pending)
                 self._arrive(t, plan, pending)
                 if not closed:
@@ -287,13 +309,21 @@ class Simulation:
                         prompt_tokens=plan.prompt_tokens, usage_from_server=True)
         self.records.append(record)
         req = _Req(plan, t, record, tpot_ms=plan.slo.get("tpot_ms", math.inf))
-        chosen: list[_Replica] = []
+        if self.scaler is not None:
+            self.scaler.arrive(t, plan.slo_class, plan.prompt_tokens, plan.output_tokens)
+        chosen: list[_Replica | None] = []
         views = []
         corrections, idle_views = self.corrections, self._idle_views
-        for b, (bid, price, model, replicas, reps, rates) in enumerate(self._slots):
+        for b, (bid, price, model, reps, rates) in enumerate(self._slots):
+            replicas = len(reps)
+            rate, mean_prompt = rates.read(t)
+            if not replicas:  # scaled to zero, or not up yet: the router sees it unhealthy
+                chosen.append(None)
+                views.append(BackendView(bid, price, model, BackendLoad((), (), 0.0, mean_prompt),
+                                         corrections[b], False))
+                continue
             rep = reps[0] if replicas == 1 else min(reps, key=_Replica.count)
             chosen.append(rep)
-            rate, mean_prompt = rates.read(t)
             if rep.heap or rep.waiting or rep.prefilling:
                 running, waiting, tightest = rep.view(t)
                 load = BackendLoad(running, waiting, rate / replicas, mean_prompt, tightest)
@@ -324,16 +354,89 @@ class Simulation:
         req.backend = b
         req.prediction = decision.prediction
         self.rates[b].add(t, plan.prompt_tokens)
-        rep = chosen[b]
-        delay = rep.m.arrival_delay_ms(len(rep.heap), plan.prompt_tokens)
-        jitter = rep.m.path_jitter_ms
+        dest = chosen[b]
+        assert dest is not None  # policies choose healthy backends only
+        delay = dest.m.arrival_delay_ms(len(dest.heap), plan.prompt_tokens)
+        jitter = dest.m.path_jitter_ms
         if jitter:
             delay = max(delay + jitter[self._path_rng.randrange(len(jitter))], 0.0)
         req.ready = t + delay / 1e3
-        rep.waiting.append(req)
-        self._kick(t, b, rep)
+        dest.waiting.append(req)
+        self._kick(t, b, dest)
         if self._near[b]:
             self._touch(t, b)
+
+    # ------------------------------------------------------------------ scaling
+
+    def _timer(self, t: float, b: int, r: int) -> None:
+        self.order += 1
+        heapq.heappush(self._timers, (t, self.order, b, r))
+
+    def _tick(self, t: float, pending: list[tuple[float, int, Planned]]) -> None:
+        """The scaler's turn: it sees each backend's replicas and carries out its targets."""
+        assert self.scaler is not None
+        seen = {}
+        for b, spec in enumerate(self.backends):
+            reps = self.replicas[b]
+            seen[spec.id] = Replicas(
+                sum(1 for r in reps if r.state == "starting"), len(self.active[b]),
+                sum(1 for r in reps if r.state == "draining"),
+                sum([r.count() for r in self.active[b]]))
+        decision = self.scaler.decide(t, seen)
+        for b, spec in enumerate(self.backends):
+            want = decision.target.get(spec.id)
+            if want is not None:
+                self._resize(t, b, want)
+        if decision.routing_table != self._table:
+            self._table = decision.routing_table
+            self.policy.follow(self._table)
+        self.scaling.append((t, dict(decision.target), decision.reason))
+        if pending or self.events:
+            self._timer(t + self.scaler.interval_s, -1, -1)
+
+    def _resize(self, t: float, b: int, want: int) -> None:
+        """Add replicas (serving after the backend's start-up time), or take away starting
+        ones first, then drain the least loaded ready ones (no new requests; released when
+        their last request finishes)."""
+        reps = self.replicas[b]
+        starting = [r for r in reps if r.state == "starting"]
+        have = len(starting) + len(self.active[b])
+        spec = self.backends[b]
+        for _ in range(want - have):
+            rep = _Replica(spec.engine, len(reps), t, "starting")
+            reps.append(rep)
+            if spec.startup_s > 0:
+                self._timer(t + spec.startup_s, b, rep.index)
+            else:
+                self._ready(rep)
+        for _ in range(have - want):
+            if starting:
+                rep = starting.pop()
+                rep.state, rep.down_s = "gone", t
+                continue
+            rep = min(self.active[b], key=_Replica.count)
+            self.active[b].remove(rep)
+            rep.state = "draining"
+            if not rep.count():
+                rep.state, rep.down_s = "gone", t
+
+    def _ready(self, rep: _Replica) -> None:
+        if rep.state == "starting":
+            rep.state = "ready"
+            self.active[self._index_of(rep)].append(rep)
+
+    def _index_of(self, rep: _Replica) -> int:
+        return next(b for b, reps in enumerate(self.replicas) if rep in reps)
+
+    def provisioned_usd(self, start_s: float, end_s: float) -> dict[str, float]:
+        """Backend id -> dollars its replicas were billed for over [start_s, end_s]: every
+        replica from its order to its release (starting, serving or draining alike)."""
+        out = {}
+        for spec, reps in zip(self.backends, self.replicas):
+            seconds = sum(max(min(end_s if r.down_s is None else r.down_s, end_s)
+                              - max(r.up_s, start_s), 0.0) for r in reps)
+            out[spec.id] = spec.usd_per_hour * seconds / 3600.0
+        return out
 
     # ------------------------------------------------------------------ engines
 
@@ -387,6 +490,8 @@ class Simulation:
                 rep.reserved -= reserved
                 self._finish(t, req, finish - start, pending)
         self._start_next(t, b, rep)
+        if rep.state == "draining" and not rep.count():
+            rep.state, rep.down_s = "gone", t
         if self._near[b]:
             self._touch(t, b)
 

@@ -162,6 +162,10 @@ class Policy:
     def choose(self, ctx: RoutingContext) -> Decision:
         raise NotImplementedError
 
+    def follow(self, routing_table: list[dict[str, Any]] | None) -> None:
+        """A new plan's routing table (serving/policies/routing_table.py), or None for none,
+        from the autoscaler; policies that route without one ignore it."""
+
 
 def make_policy(name: str, params: dict[str, Any] | None = None) -> Policy:
     import serving.policies  # noqa: F401  (registers the built-in policies)

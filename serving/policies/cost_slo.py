@@ -58,10 +58,15 @@ class CostSloPolicy(Policy):
             raise ConfigError(f"safety_margin must be a number > 0, got {safety_margin!r}",
                               "policy.params.safety_margin")
         self.safety_margin = float(safety_margin)
-        self.table: RoutingTable | None = None if table is None else RoutingTable.parse(table)
+        self.table: RoutingTable | None = None
+        self._credit: list[list[float]] = []
+        self.follow(table)
+
+    def follow(self, routing_table: list[dict[str, Any]] | None) -> None:
+        self.table = None if routing_table is None else RoutingTable.parse(routing_table)
         # Per row: the smooth weighted round robin's running credit of each backend.
-        self._credit: list[list[float]] = (
-            [] if self.table is None else [[0.0] * len(r.backends) for r in self.table.rows])
+        self._credit = ([] if self.table is None
+                        else [[0.0] * len(r.backends) for r in self.table.rows])
 
     def choose(self, ctx: RoutingContext) -> Decision:
         if self.table is not None:
