@@ -106,7 +106,7 @@ class Autoscaler:
 class CostAwareSettings:
     interval_s: float = 10.0  # between decisions
     halflife_s: float = 30.0  # of the smoothed rate per bucket
-    trend_halflife_s: float = 60.0  # of its smoothed slope (a rise is forecast ahead)
+    trend_halflife_s: float = 60.0  # of the total rate's smoothed slope (a rise is forecast)
     margin: float = 0.15  # forecast rates x (1 + margin): Poisson noise, forecast error
     downscale_hold_s: float = 120.0  # fewer replicas only after wanting fewer this long
     resolve_change: float = 0.05  # re-solve only when a bucket's forecast moved this much
@@ -117,13 +117,12 @@ class CostAwareSettings:
 
 @dataclass
 class _Track:
-    """One bucket's rate: the arrivals of the current interval, the smoothed rate and slope,
-    and its recent request lengths (the representative shape is their 90th percentile)."""
+    """One bucket's rate: the arrivals of the current interval, the smoothed rate, and its
+    recent request lengths (the representative shape is their 90th percentile)."""
 
     bucket: Bucket  # rate 0; shape and ranges
     count: int = 0
     level: float | None = None  # req/s
-    trend: float = 0.0  # req/s per s
     lengths: deque[tuple[int, int]] = field(default_factory=lambda: deque(maxlen=256))
 
     def shape(self) -> tuple[int, int]:
@@ -150,6 +149,7 @@ class CostAwareScaler(Autoscaler):
         self.capacity = {k: dict(v) for k, v in (capacity or {}).items()}
         self._tracks: dict[tuple[str | None, int, int], _Track] = {}
         self._last: float | None = None
+        self._trend = 0.0  # of the total rate, req/s per s
         self._plans: tuple[Plan, Plan] | None = None
         self._solved_for: dict[str, float] = {}
         self._solved_with: dict[str, int] = {}
@@ -174,13 +174,13 @@ class CostAwareScaler(Autoscaler):
 
     def forecast(self) -> dict[str, float]:
         """Bucket label -> the rate to provision for (req/s), as of the last decision."""
-        s = self.settings
-        out = {}
-        for t in self._tracks.values():
-            if t.level is not None:
-                rate = t.level + max(t.trend, 0.0) * self._lookahead_s
-                out[t.bucket.label] = max(rate, 0.0) * (1.0 + s.margin)
-        return out
+        total = sum(t.level for t in self._tracks.values() if t.level is not None)
+        # A rise of the total rate, forecast a start-up ahead, lifts every bucket alike: a
+        # slope per bucket would add each one's noise (only its rises count) to the forecast.
+        rise = max(self._trend, 0.0) * self._lookahead_s / total if total > 0 else 0.0
+        factor = (1.0 + rise) * (1.0 + self.settings.margin)
+        return {t.bucket.label: t.level * factor for t in self._tracks.values()
+                if t.level is not None}
 
     def decide(self, now: float, replicas: Mapping[str, Replicas]) -> ScalingDecision:
         self._observe(now)
@@ -234,15 +234,17 @@ class CostAwareScaler(Autoscaler):
         s = self.settings
         alpha = 1.0 - 0.5 ** (dt / s.halflife_s)
         beta = 1.0 - 0.5 ** (dt / s.trend_halflife_s)
+        before = after = 0.0
         for t in self._tracks.values():
             rate = t.count / dt
             t.count = 0
             if t.level is None:
                 t.level = rate
                 continue
-            level = t.level + alpha * (rate - t.level)
-            t.trend += beta * ((level - t.level) / dt - t.trend)
-            t.level = level
+            before += t.level
+            t.level += alpha * (rate - t.level)
+            after += t.level
+        self._trend += beta * ((after - before) / dt - self._trend)
 
     def _solve(self, current: Mapping[str, int]) -> tuple[Plan, Plan] | str:
         """(the cheapest fleet for the forecast, the cheapest that keeps every replica of
