@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import time
 from collections.abc import AsyncIterator
 from typing import Any
@@ -22,11 +23,13 @@ from ray.serve.handle import DeploymentHandle
 from backends.errors import EngineError, InvalidRequestError
 from backends.interface import Chunk, GenerateRequest, Usage
 from serving import openai_api as api
+from serving import ray_scaling
 from serving.config import FleetConfig, load_fleet_config
 from serving.router import Routed, Router
 from serving.streaming import batched
 
 POLL_INTERVAL_S = 0.5
+REPLICAS_INTERVAL_S = 2.0  # how often the ingress reads the replica counts (Ray's autoscaling)
 LOAD_TIMEOUT_S = 5.0  # a backend whose load() takes longer counts as unhealthy
 LONG_PROMPT_CHARS = 4096  # longer prompts are tokenized in a worker thread, off the event loop
 OVERHEAD_HEADER = "x-costroute-overhead-ms"  # the ingress's own time on this request
@@ -152,6 +155,7 @@ class Ingress:
         self.router = Router(self.config, self.tokenizer, max_len, manifest["checksum"])
         self._poller: asyncio.Task[None] | None = None
         self._polled = asyncio.Event()  # the poller's first round is done
+        self._scaling: asyncio.Task[None] | None = None
 
     # ---- endpoints ----------------------------------------------------------------------
 
@@ -174,8 +178,9 @@ class Ingress:
         await self._ready()
         states = {bid: s.healthy for bid, s in self.router.states.items()}
         ok = any(states.values())
-        return JSONResponse({"status": "ok" if ok else "unavailable", "backends": states},
-                            status_code=200 if ok else 503)
+        replicas = {bid: s.replicas for bid, s in self.router.states.items()}
+        return JSONResponse({"status": "ok" if ok else "unavailable", "backends": states,
+                             "replicas": replicas}, status_code=200 if ok else 503)
 
     @fastapi_app.get("/metrics")
     async def metrics(self) -> Response:
@@ -286,6 +291,9 @@ class Ingress:
     def _ensure_poller(self) -> None:
         if self._poller is None or self._poller.done():
             self._poller = asyncio.get_running_loop().create_task(self._poll())
+        if any(b.autoscaling for b in self.config.backends) and (
+                self._scaling is None or self._scaling.done()):
+            self._scaling = asyncio.get_running_loop().create_task(self._scale())
 
     async def _ready(self) -> None:
         """Start the poller; until its first round is done, wait for it (a bounded time): a
@@ -303,11 +311,36 @@ class Ingress:
 
     async def _poll_one(self, backend_id: str, handle: DeploymentHandle) -> None:
         state = self.router.states[backend_id]
+        if state.replicas == 0:  # scaled to zero: a call would queue and wake it up
+            state.healthy = False
+            return
         try:
             state.engine_load = await asyncio.wait_for(handle.load.remote(), LOAD_TIMEOUT_S)
             state.healthy = True
         except Exception:
             state.healthy = False
+
+
+    async def _scale(self) -> None:
+        """The replica counts from Ray Serve, for the router; with the fleet's autoscaler,
+        its decision, published for the backends' custom policy (serving/ray_scaling.py)."""
+        app = serve.get_replica_context().app_name
+        spec = self.config.autoscaler
+        interval = spec.interval_s if spec is not None else REPLICAS_INTERVAL_S
+        scaled = {b.id for b in self.config.backends if b.autoscaling is not None}
+        while True:
+            try:
+                counts = await asyncio.to_thread(ray_scaling.replica_counts, app)
+                by_id = {bid: counts[f"backend-{bid}"] for bid in self.router.states
+                         if f"backend-{bid}" in counts}
+                decision = self.router.scale(time.monotonic(), by_id)
+                if decision is not None:
+                    targets = {f"backend-{bid}": n for bid, n in decision.target.items()
+                               if bid in scaled}
+                    await asyncio.to_thread(ray_scaling.publish, app, targets)
+            except Exception as exc:  # keep scaling on the next round; say why
+                logging.getLogger("ray.serve").warning("costroute autoscaler: %r", exc)
+            await asyncio.sleep(interval)
 
 
 def build_app(config: FleetConfig) -> Any:
@@ -319,8 +352,13 @@ def build_app(config: FleetConfig) -> Any:
             "ray_actor_options": b.ray_actor_options.model_dump(exclude_defaults=False),
             "max_ongoing_requests": b.max_ongoing_requests,
         }
-        if b.autoscaling is not None:
-            options["autoscaling_config"] = b.autoscaling.model_dump()
+        a = b.autoscaling
+        if a is not None:
+            options["autoscaling_config"] = (
+                ray_scaling.autoscaling_config(a.min_replicas, a.max_replicas)
+                if config.autoscaler is not None else
+                a.model_dump(include={"min_replicas", "max_replicas", "target_ongoing_requests"}))
+            options["graceful_shutdown_timeout_s"] = a.drain_timeout_s
         else:
             options["num_replicas"] = b.replicas
         handles[b.id] = BackendDeployment.options(**options).bind(  # type: ignore[attr-defined]

@@ -29,9 +29,18 @@ class SloSpec(_Strict):
 
 
 class AutoscalingSpec(_Strict):
-    min_replicas: int = Field(1, ge=0)
-    max_replicas: int = Field(1, ge=1)
-    target_ongoing_requests: float = Field(16, gt=0)
+    """A backend whose replica count follows the load: by Ray Serve's default policy
+    (ongoing requests per replica over target_ongoing_requests), or by the fleet's
+    `autoscaler` (cost-aware) when it has one."""
+
+    min_replicas: int = Field(1, ge=0, description="fewest replicas (0: may scale to zero)")
+    max_replicas: int = Field(1, ge=1, description="most replicas")
+    target_ongoing_requests: float = Field(16, gt=0, description="Ray Serve's default policy: "
+                                           "requests in flight per replica to scale to")
+    startup_s: float = Field(60.0, ge=0, description="cost-aware: seconds from ordering a "
+                             "replica to its serving (engine start-up), forecast ahead")
+    drain_timeout_s: float = Field(300.0, ge=0, description="a replica being removed takes no "
+                                   "new requests and gets this long to finish its running ones")
 
     @model_validator(mode="after")
     def _range(self) -> AutoscalingSpec:
@@ -83,6 +92,21 @@ class BackendSpec(_Strict):
         return v
 
 
+class AutoscalerSpec(_Strict):
+    """The fleet's own autoscaler (serving/scaling.py): it scales the backends that have
+    `autoscaling` (within their min/max); the others keep their fixed replicas."""
+
+    policy: Literal["cost-aware"] = Field("cost-aware", description="the policy (cost-aware: "
+                                          "the cheapest replicas that keep the SLOs)")
+    interval_s: float = Field(10.0, gt=0, description="seconds between decisions")
+    halflife_s: float = Field(30.0, gt=0, description="half-life of the smoothed request rates")
+    trend_halflife_s: float = Field(60.0, gt=0, description="half-life of the rate's slope")
+    margin: float = Field(0.15, ge=0, description="provision for the forecast rate x (1 + margin)")
+    downscale_hold_s: float = Field(120.0, ge=0, description="a backend shrinks only after "
+                                    "the policy wanted fewer of it this long")
+    follow_plan: bool = Field(True, description="route by the split of the replicas' plan")
+
+
 class PolicySpec(_Strict):
     name: str = Field("cost-slo", description="policy name (serving.policies registry) or import path")
     params: dict[str, Any] = Field(default_factory=dict, description="policy parameters")
@@ -97,6 +121,9 @@ class FleetConfig(_Strict):
     slo_classes: dict[str, SloSpec] = Field(default_factory=dict)
     default_slo_class: str | None = Field(None, description="class of requests that carry no SLO")
     policy: PolicySpec = Field(default_factory=lambda: PolicySpec.model_validate({}))
+    autoscaler: AutoscalerSpec | None = Field(
+        None, description="the fleet's own autoscaler; absent: Ray Serve's default policy "
+                          "for each backend with `autoscaling`")
     fallback: Literal["fastest", "reject"] = Field(
         "fastest", description="when no backend can meet the SLO: serve on the fastest and "
                                "flag it, or reject with 429")
@@ -122,6 +149,9 @@ class FleetConfig(_Strict):
                 f"default_slo_class {self.default_slo_class!r} is not one of the slo_classes "
                 f"{sorted(self.slo_classes)}"
             )
+        if self.autoscaler is not None and not any(b.autoscaling for b in self.backends):
+            raise ValueError("autoscaler: no backend has `autoscaling` (min/max replicas) to "
+                             "scale")
         table = self.policy.params.get("routing_table")
         if table is not None:
             from serving.policies.routing_table import RoutingTable

@@ -32,6 +32,14 @@ class Metrics:
             "the backend (parse, route, encode), ms", ["backend"],
             buckets=(0.1, 0.2, 0.5, 1, 2, 5, 10, 20, 50, 100, 200, 500), registry=r)
         self.inflight = Gauge("costroute_inflight", "Requests in flight", ["backend"], registry=r)
+        self.replicas = Gauge("costroute_replicas", "Replicas as Ray Serve reports them, by "
+                              "state (starting, running, stopping)", ["backend", "state"],
+                              registry=r)
+        self.target_replicas = Gauge("costroute_target_replicas", "The autoscaler's target",
+                                     ["backend"], registry=r)
+        self.provisioned_usd_per_hour = Gauge(
+            "costroute_provisioned_usd_per_hour", "Replicas billed now (starting, running, "
+            "stopping) x usd_per_hour", ["backend"], registry=r)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

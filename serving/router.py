@@ -19,6 +19,13 @@ from serving.config import FleetConfig, SloSpec
 from serving.metrics import Metrics
 from serving.policies import Decision, RoutingContext, Slo, make_policy
 from serving.policies.base import pinned
+from serving.scaling import (
+    CostAwareScaler,
+    CostAwareSettings,
+    Replicas,
+    ScaledBackend,
+    ScalingDecision,
+)
 from serving.state import BackendState, OutputLengths
 
 
@@ -48,6 +55,8 @@ class Router:
             self.states[spec.id] = BackendState(spec, LatencyModel(table))
         self._sequence = itertools.count()
         self._ids = itertools.count()
+        self.scaler = _scaler(config, self.states) if config.autoscaler is not None else None
+        self._table: list[dict[str, Any]] | None = None  # the scaler's routing table, followed
 
     def prepare(self, prompt: str | None, prompt_token_ids: tuple[int, ...] | None,
                 max_tokens: int | None) -> tuple[tuple[int, ...], int]:
@@ -64,6 +73,8 @@ class Router:
         """The policy's decision, or `pin`'s backend when the request names one."""
         now = time.monotonic() if now is None else now
         shape = RequestShape(len(ids), self.lengths.expected(sampling.max_tokens))
+        if self.scaler is not None:
+            self.scaler.arrive(now, slo_class, shape.prompt_tokens, shape.output_tokens)
         ctx = RoutingContext(
             request=shape,
             slo=Slo(slo.ttft_ms, slo.tpot_ms, slo.e2e_ms),
@@ -75,6 +86,36 @@ class Router:
         decision = self.policy.choose(ctx) if pin is None else pinned(ctx, pin)
         rid = f"cr-{next(self._ids)}-{int(now * 1000) % 1_000_000}"
         return Routed(rid, ids, sampling, shape, slo, slo_class, decision)
+
+    def replicas(self, counts: dict[str, tuple[int, int, int]]) -> None:
+        """Backend id -> (starting, running, stopping) replicas, as Ray Serve reports them:
+        the router spreads a backend's load over its running replicas, and one without any
+        is unhealthy to it."""
+        m = self.metrics
+        for bid, (starting, running, stopping) in counts.items():
+            if bid in self.states:
+                self.states[bid].replicas = running
+                for state, n in (("starting", starting), ("running", running),
+                                 ("stopping", stopping)):
+                    m.replicas.labels(bid, state).set(n)
+                m.provisioned_usd_per_hour.labels(bid).set(
+                    (starting + running + stopping) * self.states[bid].spec.usd_per_hour)
+
+    def scale(self, now: float, counts: dict[str, tuple[int, int, int]]) -> ScalingDecision | None:
+        """The autoscaler's decision for the replicas in `counts` (see `replicas`); the
+        policy follows its routing table. None without an autoscaler."""
+        self.replicas(counts)
+        if self.scaler is None:
+            return None
+        seen = {bid: Replicas(*counts.get(bid, (0, s.replicas, 0)), len(s.tracker))
+                for bid, s in self.states.items()}
+        decision = self.scaler.decide(now, seen)
+        for bid, n in decision.target.items():
+            self.metrics.target_replicas.labels(bid).set(n)
+        if decision.routing_table != self._table:
+            self._table = decision.routing_table
+            self.policy.follow(self._table)
+        return decision
 
     def response_headers(self, routed: Routed) -> dict[str, str]:
         d = routed.decision
@@ -135,3 +176,20 @@ class Router:
                    and (s.tpot_ms is None or tpot_ms is None or tpot_ms <= s.tpot_ms)
                    and (s.e2e_ms is None or e2e_ms <= s.e2e_ms))
             m.slo.labels(routed.slo_class or "custom", backend, str(met).lower()).inc()
+
+
+def _scaler(config: FleetConfig, states: dict[str, BackendState]) -> CostAwareScaler:
+    """The fleet's cost-aware autoscaler over its backends (fixed ones: min = max = replicas)."""
+    spec = config.autoscaler
+    assert spec is not None
+    backends = []
+    for s in states.values():
+        a = s.spec.autoscaling
+        lo, hi = (a.min_replicas, a.max_replicas) if a is not None else (s.spec.replicas,) * 2
+        backends.append(ScaledBackend(s.spec.id, s.spec.usd_per_hour, s.model, lo, hi,
+                                      a.startup_s if a is not None else 0.0))
+    slos: dict[str | None, dict[str, float]] = {
+        name: slo.model_dump(exclude_none=True) for name, slo in config.slo_classes.items()}
+    settings = CostAwareSettings(spec.interval_s, spec.halflife_s, spec.trend_halflife_s,
+                                 spec.margin, spec.downscale_hold_s, follow_plan=spec.follow_plan)
+    return CostAwareScaler(backends, slos, settings)

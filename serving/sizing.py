@@ -171,6 +171,9 @@ def capacities(buckets_: list[Bucket], offers: list[Offer], utilisation: float =
 
 
 
+_SPLIT_COST = 1e-3
+
+
 def solve(buckets_: list[Bucket], offers: list[Offer],
           capacity: dict[str, dict[str, float]]) -> Plan:
     """The integer program above (HiGHS through scipy.optimize.milp)."""
@@ -183,7 +186,13 @@ def solve(buckets_: list[Bucket], offers: list[Offer],
         return Plan({}, math.inf, {}, "infeasible", time.perf_counter() - started,
                     f"no offered accelerator meets the SLO of: {', '.join(impossible)}")
     nx = nb * na  # x[b, a] at b * na + a, then n[a] at nx + a
-    cost = np.concatenate([np.zeros(nx), [o.usd_per_hour for o in offers]])
+    # Beside the replicas, a token cost for the share of each replica a bucket's requests use
+    # (1/1000 of its price): among fleets of equal price the split prefers the cheaper
+    # capacity, so the routing table does too (replicas already paid for, at a minimum, are
+    # otherwise free to the program and its split arbitrary).
+    use = [o.usd_per_hour * b.rate_rps / capacity[b.label][o.id] * _SPLIT_COST
+           if capacity[b.label][o.id] > 0 else 0.0 for b in buckets_ for o in offers]
+    cost = np.concatenate([use, [o.usd_per_hour for o in offers]])
     lower = np.concatenate([np.zeros(nx), [o.min_replicas for o in offers]])
     upper = np.concatenate([
         [1.0 if capacity[b.label][o.id] > 0 else 0.0 for b in buckets_ for o in offers],

@@ -41,8 +41,9 @@ class BackendState:
         self.correction = Correction()
         self.healthy = False  # until its replica first answers the ingress's load poll
         self.engine_load: EngineLoad | None = None
-        self.replicas = spec.replicas if spec.autoscaling is None else max(
-            spec.autoscaling.min_replicas, 1)
+        # Running replicas: the configured count, or under autoscaling its minimum until
+        # Ray Serve's counts come in (Router.replicas).
+        self.replicas = spec.replicas if spec.autoscaling is None else spec.autoscaling.min_replicas
 
     def view(self, now: float) -> BackendView:
         load = self.tracker.snapshot(now)
@@ -53,7 +54,7 @@ class BackendState:
                                load.arrival_rate_per_s / r, load.mean_prompt_tokens,
                                load.tightest_tpot_ms)
         return BackendView(self.spec.id, self.spec.usd_per_hour, self.model, load,
-                           self.correction, self.healthy)
+                           self.correction, self.healthy and self.replicas > 0)
 
     def _merge_engine_load(self, load: BackendLoad) -> BackendLoad:
         """Requests the engine has that this ingress did not send (other ingress replicas,
