@@ -8,10 +8,11 @@ rate (40 req/s) first; its verified fleet, calibrated capacities and mix factors
 used by:
 
   static     the plan's fleet, fixed all day (what a fleet of fixed size must be)
-  ray        Ray Serve's default autoscaling (ongoing requests per replica over
+  ray-*      Ray Serve's default autoscaling policy (ongoing requests per replica over
              target_ongoing_requests, 30 s up / 600 s down delays) on each of the plan's
-             backends, its target set to what one replica of the static fleet carries at
-             the peak (the figure an operator would tune it to)
+             backends, at most twice the static fleet, with three targets: Ray's default
+             (2), costroute's fleet-config default (16), and "tuned": what one replica of
+             the static fleet carries at the peak (the figure an operator would tune it to)
   cost-aware costroute's CostAwareScaler (serving/scaling.py) over every accelerator of
              the catalogue, with the plan's capacities; the router follows its split
 
@@ -74,8 +75,9 @@ def main() -> int:
     ap.add_argument("--startup", type=float, default=60.0,
                     help="seconds from ordering a replica to its serving (default 60)")
     ap.add_argument("--workloads", default="day,bursty", help="comma-separated: day, bursty")
-    ap.add_argument("--margin", type=float, default=CostAwareSettings.margin,
-                    help="the cost-aware scaler's forecast margin (default %(default)s)")
+    ap.add_argument("--margin", type=float,
+                    help=f"the cost-aware scaler's forecast margin (default "
+                         f"{CostAwareSettings.margin})")
     args = ap.parse_args()
 
     mix = yaml.safe_load((EXAMPLE / "workload.yaml").read_text())
@@ -100,7 +102,7 @@ def main() -> int:
                 "cost-aware scaling",
         "catalogue": "docs/examples/planning/catalogue.yaml (roofline-estimated profiles)",
         "peak_rps": PEAK_RPS, "startup_s": args.startup, "static_fleet": static,
-        "compress": args.compress, "cost_aware_settings": vars(CostAwareSettings(margin=args.margin)),
+        "compress": args.compress, "cost_aware_settings": vars(_settings(args)),
         "plan": {k: plan[k] for k in ("recommended", "mix_factors", "summary")},
         "workloads": {},
     }
@@ -112,13 +114,15 @@ def main() -> int:
                                       for k, n in static.items()], None, table)
         runs["static"] = base
         per_replica = base["ongoing_per_replica_at_peak"]
-        ray_backends = [ScaledBackend(k, prices[k], models[k], 1, None, args.startup)
-                        for k in static]
-        # Both scaled fleets start as the static one (warm, no cold start) and scale from it.
-        runs["ray"] = _run("ray", spec, [SimBackend(k, models[k], prices[k], n,
-                                                    startup_s=args.startup)
-                                         for k, n in static.items()],
-                           OngoingRequestsScaler(ray_backends, per_replica), None)
+        ray_backends = [ScaledBackend(k, prices[k], models[k], 1, 2 * n, args.startup)
+                        for k, n in static.items()]
+        # The scaled fleets start as the static one (warm, no cold start) and scale from it.
+        for label, target in (("ray-default", 2.0), ("ray-16", 16.0), ("ray-tuned", per_replica)):
+            runs[label] = _run(label, spec, [SimBackend(k, models[k], prices[k], n,
+                                                        startup_s=args.startup)
+                                             for k, n in static.items()],
+                               OngoingRequestsScaler(ray_backends, target), None)
+            runs[label]["target_ongoing_requests"] = target
         cheapest = min(static, key=lambda k: prices[k])
         scaled = [ScaledBackend(k, prices[k], models[k], 1 if k == cheapest else 0, None,
                                 args.startup) for k in models]
@@ -126,17 +130,17 @@ def main() -> int:
         runs["cost-aware"] = _run(
             "cost-aware", spec, [SimBackend(k, models[k], prices[k], static.get(k, 0),
                                             startup_s=args.startup) for k in models],
-            CostAwareScaler(scaled, slos, CostAwareSettings(margin=args.margin), capacity), None)
+            CostAwareScaler(scaled, slos, _settings(args), capacity), None)
         for r in runs.values():
-            r["vs_static"] = _ratio(r["usd_per_1m_output_tokens"],
-                                    base["usd_per_1m_output_tokens"])
-            r["vs_ray"] = _ratio(r["usd_per_1m_output_tokens"],
-                                 runs["ray"]["usd_per_1m_output_tokens"])
+            for other in ("static", "ray-default", "ray-16", "ray-tuned"):
+                r[f"vs_{other}"] = _ratio(r["usd_per_1m_output_tokens"],
+                                          runs[other]["usd_per_1m_output_tokens"])
         results["workloads"][name] = {"spec": spec.model_dump(mode="json", exclude_none=True),
                                       "runs": runs}
         for k, r in runs.items():
-            print(f"  {k:10s} ${r['usd_per_1m_output_tokens']:.4f}/1M out "
-                  f"({r['vs_static']:.3f}x static, {r['vs_ray']:.3f}x ray), attainment "
+            print(f"  {k:11s} ${r['usd_per_1m_output_tokens']:.4f}/1M out "
+                  f"({r['vs_static']:.3f}x static, {r['vs_ray-default']:.3f}x / "
+                  f"{r['vs_ray-16']:.3f}x / {r['vs_ray-tuned']:.3f}x ray), attainment "
                   f"{r['attainment']:.4f}, mean ${r['mean_usd_per_hour']:.2f}/h, "
                   f"{r['sim_s']:.0f} s", file=sys.stderr)
     results["total_s"] = round(time.time() - started, 1)
@@ -146,6 +150,10 @@ def main() -> int:
                           for k, r in v["runs"].items()}
                       for w, v in results["workloads"].items()}, indent=1))
     return 0
+
+
+def _settings(args: argparse.Namespace) -> CostAwareSettings:
+    return CostAwareSettings() if args.margin is None else CostAwareSettings(margin=args.margin)
 
 
 def _plan(mix: dict[str, Any], tmp: Path) -> dict[str, Any]:

@@ -101,7 +101,9 @@ class AutoscalerSpec(_Strict):
     interval_s: float = Field(10.0, gt=0, description="seconds between decisions")
     halflife_s: float = Field(30.0, gt=0, description="half-life of the smoothed request rates")
     trend_halflife_s: float = Field(60.0, gt=0, description="half-life of the rate's slope")
-    margin: float = Field(0.15, ge=0, description="provision for the forecast rate x (1 + margin)")
+    noise_z: float = Field(2.0, ge=0, description="provision for the smoothed rate plus this "
+                           "many standard deviations of its Poisson noise")
+    margin: float = Field(0.05, ge=0, description="and x (1 + margin) beyond that")
     downscale_hold_s: float = Field(120.0, ge=0, description="a backend shrinks only after "
                                     "the policy wanted fewer of it this long")
     follow_plan: bool = Field(True, description="route by the split of the replicas' plan")

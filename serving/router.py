@@ -190,6 +190,8 @@ def _scaler(config: FleetConfig, states: dict[str, BackendState]) -> CostAwareSc
                                       a.startup_s if a is not None else 0.0))
     slos: dict[str | None, dict[str, float]] = {
         name: slo.model_dump(exclude_none=True) for name, slo in config.slo_classes.items()}
-    settings = CostAwareSettings(spec.interval_s, spec.halflife_s, spec.trend_halflife_s,
-                                 spec.margin, spec.downscale_hold_s, follow_plan=spec.follow_plan)
+    settings = CostAwareSettings(
+        interval_s=spec.interval_s, halflife_s=spec.halflife_s,
+        trend_halflife_s=spec.trend_halflife_s, noise_z=spec.noise_z, margin=spec.margin,
+        downscale_hold_s=spec.downscale_hold_s, follow_plan=spec.follow_plan)
     return CostAwareScaler(backends, slos, settings)

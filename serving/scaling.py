@@ -107,7 +107,8 @@ class CostAwareSettings:
     interval_s: float = 10.0  # between decisions
     halflife_s: float = 30.0  # of the smoothed rate per bucket
     trend_halflife_s: float = 60.0  # of the total rate's smoothed slope (a rise is forecast)
-    margin: float = 0.15  # forecast rates x (1 + margin): Poisson noise, forecast error
+    noise_z: float = 2.0  # provision for the smoothed total rate + z standard deviations
+    margin: float = 0.05  # and x (1 + margin) beyond that: forecast error
     downscale_hold_s: float = 120.0  # fewer replicas only after wanting fewer this long
     resolve_change: float = 0.05  # re-solve only when a bucket's forecast moved this much
     utilisation: float = 0.85  # of serving/sizing.py's closed-form capacities
@@ -174,11 +175,18 @@ class CostAwareScaler(Autoscaler):
 
     def forecast(self) -> dict[str, float]:
         """Bucket label -> the rate to provision for (req/s), as of the last decision."""
+        s = self.settings
         total = sum(t.level for t in self._tracks.values() if t.level is not None)
+        if total <= 0:
+            return {t.bucket.label: 0.0 for t in self._tracks.values() if t.level is not None}
         # A rise of the total rate, forecast a start-up ahead, lifts every bucket alike: a
         # slope per bucket would add each one's noise (only its rises count) to the forecast.
-        rise = max(self._trend, 0.0) * self._lookahead_s / total if total > 0 else 0.0
-        factor = (1.0 + rise) * (1.0 + self.settings.margin)
+        rise = max(self._trend, 0.0) * self._lookahead_s / total
+        # The smoothed rate of Poisson arrivals varies by (rate / interval x a / (2 - a))^0.5
+        # (a: the smoothing weight per interval): relatively less the more requests there are.
+        a = 1.0 - 0.5 ** (self.interval_s / s.halflife_s)
+        noise = s.noise_z * math.sqrt(total / self.interval_s * a / (2.0 - a)) / total
+        factor = (1.0 + rise) * (1.0 + noise) * (1.0 + s.margin)
         return {t.bucket.label: t.level * factor for t in self._tracks.values()
                 if t.level is not None}
 

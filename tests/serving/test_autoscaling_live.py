@@ -49,7 +49,7 @@ def _fleet(tmp: Path, port: int) -> dict:
         "served_model_name": "costroute-llama-tiny", "host": "127.0.0.1", "port": port,
         "slo_classes": {"batch": {"e2e_ms": 60000}}, "default_slo_class": "batch",
         "autoscaler": {"interval_s": 1.0, "halflife_s": 2.0, "trend_halflife_s": 4.0,
-                       "margin": 0.0, "downscale_hold_s": 6.0},
+                       "noise_z": 0.0, "margin": 0.0, "downscale_hold_s": 6.0},
         "backends": [
             {"id": "cheap", "engine": "onnxruntime",
              "engine_options": {"model": "tiny", "max_num_seqs": 4, "intra_op_num_threads": 1,

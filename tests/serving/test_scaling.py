@@ -22,7 +22,7 @@ CAPACITY = {CHAT: {"cheap": 0.0, "dear": 4.0}, BATCH: {"cheap": 2.0, "dear": 4.0
 def scaler(min_replicas: int = 0, hold_s: float = 60.0, margin: float = 0.0) -> CostAwareScaler:
     backends = [ScaledBackend("cheap", 1.0, min_replicas=min_replicas, startup_s=20.0),
                 ScaledBackend("dear", 3.0, min_replicas=min_replicas, startup_s=20.0)]
-    settings = CostAwareSettings(interval_s=10.0, halflife_s=10.0, margin=margin,
+    settings = CostAwareSettings(interval_s=10.0, halflife_s=10.0, margin=margin, noise_z=0.0,
                                  downscale_hold_s=hold_s)
     return CostAwareScaler(backends, SLOS, settings, CAPACITY)
 
@@ -120,7 +120,8 @@ def test_scale_to_zero_and_back() -> None:
 def test_min_and_max_replicas_bound_the_target() -> None:
     backends = [ScaledBackend("cheap", 1.0, min_replicas=1, max_replicas=2),
                 ScaledBackend("dear", 3.0, min_replicas=1)]
-    s = CostAwareScaler(backends, SLOS, CostAwareSettings(interval_s=10.0, margin=0.0), CAPACITY)
+    s = CostAwareScaler(backends, SLOS, CostAwareSettings(interval_s=10.0, margin=0.0, noise_z=0.0),
+                        CAPACITY)
     for _ in range(200):
         s.arrive(0.0, "batch", 100, 50)
     d = s.decide(10.0, {"cheap": Replicas(0, 1), "dear": Replicas(0, 1)})
