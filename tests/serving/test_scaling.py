@@ -157,3 +157,18 @@ def test_ray_default_waits_its_delays() -> None:
     assert f.ready["cheap"] == 4
     f.tick({}, {"cheap": 0, "dear": 0})
     assert f.ready == {"cheap": 1, "dear": 1}
+
+
+def test_the_noise_allowance_shrinks_as_the_rate_grows() -> None:
+    def provisioned(rate: float) -> float:
+        s = CostAwareScaler([ScaledBackend("cheap", 1.0)], SLOS,
+                            CostAwareSettings(interval_s=10.0, margin=0.0, noise_z=2.0), CAPACITY)
+        for tick in range(5):
+            for _ in range(round(rate * 10)):
+                s.arrive(10.0 * tick, "batch", 100, 50)
+            s.decide(10.0 * (tick + 1), {"cheap": Replicas(0, 1)})
+        return sum(s.forecast().values()) / rate
+
+    low, high = provisioned(1.0), provisioned(100.0)
+    assert low > high > 1.0  # both above the rate, the few requests relatively more so
+    assert high < 1.1
