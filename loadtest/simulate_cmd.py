@@ -97,10 +97,13 @@ def fleet_backends(fleet: Any, replicas: dict[str, int],
     unknown = sorted(set(profiles) - {b.id for b in fleet.backends})
     if unknown:
         raise ConfigError(f"--profile names backends not in the fleet: {unknown}", "profile")
+    scaled = fleet.autoscaler is not None  # its autoscaler runs: from the minimum up
     return [SimBackend(b.id, LatencyModel(load_profile(b.profile)), b.usd_per_hour,
                        replicas.get(b.id, b.replicas if b.autoscaling is None
+                                    else b.autoscaling.min_replicas if scaled
                                     else max(b.autoscaling.min_replicas, 1)),
-                       LatencyModel(load_profile(profiles[b.id])) if b.id in profiles else None)
+                       LatencyModel(load_profile(profiles[b.id])) if b.id in profiles else None,
+                       b.autoscaling.startup_s if scaled and b.autoscaling is not None else 0.0)
             for b in fleet.backends]
 
 
@@ -123,19 +126,26 @@ def simulate_run(model_name: str, backends: list[Any], policy_name: str, params:
                  fallback: str, spec: Any, out: Path | None, label: str,
                  report: bool = True, oracle: bool = True,
                  interference: Any = None, plans: Any = None,
-                 target: float | None = None) -> dict[str, Any]:
+                 target: float | None = None, fleet: Any = None) -> dict[str, Any]:
     """One simulation -> its summary (written to `out` with its records when given). With
     `target` (and `plans`, the arrivals), a run that cannot reach that attainment stops
     there and returns only {"stopped_early": True, "attainment": its bound, "measured": n}
-    (`Simulation`)."""
+    (`Simulation`). With `fleet` (its config) and an `autoscaler` in it, the fleet's
+    cost-aware autoscaler runs (a new one for the run) and the provisioned cost is each
+    replica's billed time."""
     from loadtest.metrics import Pricing, summarize
     from loadtest.simulator import Simulation
     from serving.policies import make_policy
 
     policy = make_policy(policy_name, params)
+    scaler = None
+    if fleet is not None and fleet.autoscaler is not None:
+        from serving.router import fleet_scaler
+
+        scaler = fleet_scaler(fleet, {b.id: b.model for b in backends})
     started = time.perf_counter()
     sim = Simulation(backends, policy, spec, fallback, interference,  # type: ignore[arg-type]
-                     plans, target)
+                     plans, target, scaler)
     records = sim.run()
     if sim.stopped:
         return {"stopped_early": True, "attainment": sim.attainment_bound,
@@ -144,6 +154,16 @@ def simulate_run(model_name: str, backends: list[Any], policy_name: str, params:
     per = {b.id: b.replicas * b.usd_per_hour for b in backends}
     pricing = Pricing(sum(per.values()), "simulated fleet: replicas x usd_per_hour of "
                       + ", ".join(f"{b.id} x{b.replicas}" for b in backends), per)
+    scaling = None
+    if scaler is not None:
+        start, end = _window(records)
+        hours = max(end - start, 1e-9) / 3600
+        per = {k: usd / hours for k, usd in sim.provisioned_usd(start, end).items()}
+        pricing = Pricing(sum(per.values()), "simulated, autoscaled (cost-aware): every "
+                          "replica billed from its order to its release, mean over the "
+                          "measured window", per)
+        scaling = {"interval_s": scaler.interval_s, "decisions": len(sim.scaling),
+                   "timeline": _timeline(sim, backends)}
     target = (spec.arrival.rate_rps if spec.arrival.process != "closed" and not spec.trace
               and not spec.arrival.varies() else None)
     summary = summarize(records, pricing=pricing, target_rate_rps=target, extra={
@@ -161,6 +181,7 @@ def simulate_run(model_name: str, backends: list[Any], policy_name: str, params:
             "interference": None if interference is None else {
                 "node": interference.node, "backends": list(interference.backends),
                 "created": interference.created, "command": interference.command},
+            "scaling": scaling,
             "wall_s": wall, "requests_per_wall_s": len(records) / wall if wall > 0 else None,
             "note": "ITL is not simulated (requests record first and last token only)",
             "oracle": _oracle(records, backends) if oracle else None,
@@ -178,6 +199,28 @@ def simulate_run(model_name: str, backends: list[Any], policy_name: str, params:
 
 
 _ORACLE_MAX_REQUESTS = 50_000
+
+
+def _window(records: list[Any]) -> tuple[float, float]:
+    """The measured window (loadtest/metrics.py's definition) as (start, end) seconds."""
+    from loadtest.metrics import window_s
+
+    measured = [r for r in records if not r.warmup] or records
+    start = min(r.sent_s for r in measured) if measured else 0.0
+    return start, start + window_s(records)
+
+
+def _timeline(sim: Any, backends: list[Any]) -> list[dict[str, Any]]:
+    """Provisioned cost over time: at each decision that changed a target, the targets and
+    what they cost per hour."""
+    price = {b.id: b.usd_per_hour for b in backends}
+    out: list[dict[str, Any]] = []
+    for t, target, reason in sim.scaling:
+        if not out or out[-1]["replicas"] != target:
+            out.append({"t_s": round(t, 3), "replicas": dict(target),
+                        "usd_per_hour": sum(n * price[k] for k, n in target.items()),
+                        "reason": reason})
+    return out
 
 
 def _oracle(records: list[Any], backends: list[Any]) -> dict[str, Any]:
@@ -235,14 +278,14 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
     if live is not None:
         s = simulate_run(fleet.served_model_name, backends, policy, params, fallback, spec, out,
                          args.label or f"simulated {live.get('label', '')}".strip(),
-                         not args.no_report, False, interference)
+                         not args.no_report, False, interference, fleet=fleet)
         text = write_validation(out, live, s)
         print(text)
         return 0
     if not args.sweep:
         s = simulate_run(fleet.served_model_name, backends, policy, params, fallback, spec, out,
                          args.label or out.name, not args.no_report, not args.no_oracle,
-                         interference)
+                         interference, fleet=fleet)
         print(one_line(s))
         sim = s["simulation"]
         o = sim["oracle"] or {}
@@ -250,6 +293,11 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
             print(f"attributed cost: policy ${o['policy_usd']:.4g}, oracle lower bound "
                   f"${o['usd']:.4g}: policy / oracle = {o['policy_over_oracle']:.3f} "
                   f"({o['status']})")
+        if sim["scaling"]:
+            prov = s["cost"]["provisioned"]
+            print(f"autoscaled: {sim['scaling']['decisions']} decisions, "
+                  f"{len(sim['scaling']['timeline'])} changes; provisioned "
+                  f"${prov['usd_per_hour']:.3f}/h on average")
         print(f"simulated {s['requests']['total']} requests in {sim['wall_s']:.2f} s "
               f"({sim['requests_per_wall_s']:.0f} requests/s of wall time); wrote {out}/")
         return 0
@@ -279,7 +327,7 @@ def _sweep(args: argparse.Namespace, fleet: Any, backends: list[Any], policy: st
         label = f"{name}={raw}"
         s = simulate_run(fleet.served_model_name, backends, p_name, p_params, fb, spec,
                          out / label.replace("=", "-"), label, not args.no_report,
-                         not args.no_oracle, interference)
+                         not args.no_oracle, interference, fleet=fleet)
         print(f"{label}: {one_line(s)}")
         summaries.append(s)
     from loadtest.report import write_comparison

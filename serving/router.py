@@ -55,7 +55,8 @@ class Router:
             self.states[spec.id] = BackendState(spec, LatencyModel(table))
         self._sequence = itertools.count()
         self._ids = itertools.count()
-        self.scaler = _scaler(config, self.states) if config.autoscaler is not None else None
+        self.scaler = (fleet_scaler(config, {k: s.model for k, s in self.states.items()})
+                       if config.autoscaler is not None else None)
         self._table: list[dict[str, Any]] | None = None  # the scaler's routing table, followed
 
     def prepare(self, prompt: str | None, prompt_token_ids: tuple[int, ...] | None,
@@ -178,15 +179,17 @@ class Router:
             m.slo.labels(routed.slo_class or "custom", backend, str(met).lower()).inc()
 
 
-def _scaler(config: FleetConfig, states: dict[str, BackendState]) -> CostAwareScaler:
-    """The fleet's cost-aware autoscaler over its backends (fixed ones: min = max = replicas)."""
+def fleet_scaler(config: FleetConfig, models: dict[str, LatencyModel]) -> CostAwareScaler:
+    """The fleet's cost-aware autoscaler (its `autoscaler` block) over its backends, each
+    with its profile in `models`; backends without `autoscaling` keep their replicas (min =
+    max). The ingress and `costroute simulate` build it alike."""
     spec = config.autoscaler
     assert spec is not None
     backends = []
-    for s in states.values():
-        a = s.spec.autoscaling
-        lo, hi = (a.min_replicas, a.max_replicas) if a is not None else (s.spec.replicas,) * 2
-        backends.append(ScaledBackend(s.spec.id, s.spec.usd_per_hour, s.model, lo, hi,
+    for b in config.backends:
+        a = b.autoscaling
+        lo, hi = (a.min_replicas, a.max_replicas) if a is not None else (b.replicas,) * 2
+        backends.append(ScaledBackend(b.id, b.usd_per_hour, models[b.id], lo, hi,
                                       a.startup_s if a is not None else 0.0))
     slos: dict[str | None, dict[str, float]] = {
         name: slo.model_dump(exclude_none=True) for name, slo in config.slo_classes.items()}
