@@ -75,20 +75,30 @@ def main() -> int:
     ap.add_argument("--startup", type=float, default=60.0,
                     help="seconds from ordering a replica to its serving (default 60)")
     ap.add_argument("--workloads", default="day,bursty", help="comma-separated: day, bursty")
+    ap.add_argument("--cap", action="append", default=[], metavar="ID=N",
+                    help="at most N replicas of accelerator ID (a supply cap, e.g. scarce "
+                         "domestic cards): the plan, Ray and the cost-aware scaler all keep it")
     ap.add_argument("--margin", type=float,
                     help=f"the cost-aware scaler's forecast margin (default "
                          f"{CostAwareSettings.margin})")
     args = ap.parse_args()
 
     mix = yaml.safe_load((EXAMPLE / "workload.yaml").read_text())
+    catalogue = yaml.safe_load((EXAMPLE / "catalogue.yaml").read_text())
+    caps = {k: int(v) for k, v in (c.split("=", 1) for c in args.cap)}
+    for a in catalogue["accelerators"]:
+        if a["id"] in caps:
+            a["max_replicas"] = caps.pop(a["id"])
+    if caps:
+        raise SystemExit(f"--cap: no accelerator {sorted(caps)} in the catalogue")
     started = time.time()
     with tempfile.TemporaryDirectory() as tmp:
-        plan = _plan(mix, Path(tmp))
+        plan = _plan(mix, catalogue, Path(tmp))
         models = {oid: LatencyModel(load_profile(str(Path(tmp) / "plan" / "profiles" /
                                                      f"{oid}.json")))
                   for oid in plan["profiles"]}
-    prices = {a["id"]: a["usd_per_hour"] for a in
-              yaml.safe_load((EXAMPLE / "catalogue.yaml").read_text())["accelerators"]}
+    prices = {a["id"]: a["usd_per_hour"] for a in catalogue["accelerators"]}
+    limits = {a["id"]: a.get("max_replicas") for a in catalogue["accelerators"]}
     static = plan["verified"]["replicas"] if plan["recommended"] == "mix" else \
         plan["verified_homogeneous"]["replicas"]
     table = plan["routing_table"] if plan["recommended"] == "mix" else None
@@ -102,7 +112,7 @@ def main() -> int:
                 "cost-aware scaling",
         "catalogue": "docs/examples/planning/catalogue.yaml (roofline-estimated profiles)",
         "peak_rps": PEAK_RPS, "startup_s": args.startup, "static_fleet": static,
-        "compress": args.compress, "cost_aware_settings": vars(_settings(args)),
+        "compress": args.compress, "caps": args.cap, "cost_aware_settings": vars(_settings(args)),
         "plan": {k: plan[k] for k in ("recommended", "mix_factors", "summary")},
         "workloads": {},
     }
@@ -114,7 +124,8 @@ def main() -> int:
                                       for k, n in static.items()], None, table)
         runs["static"] = base
         per_replica = base["ongoing_per_replica_at_peak"]
-        ray_backends = [ScaledBackend(k, prices[k], models[k], 1, 2 * n, args.startup)
+        ray_backends = [ScaledBackend(k, prices[k], models[k], 1,
+                                      min(2 * n, limits[k] or 2 * n), args.startup)
                         for k, n in static.items()]
         # The scaled fleets start as the static one (warm, no cold start) and scale from it.
         for label, target in (("ray-default", 2.0), ("ray-16", 16.0), ("ray-tuned", per_replica)):
@@ -124,7 +135,7 @@ def main() -> int:
                                OngoingRequestsScaler(ray_backends, target), None)
             runs[label]["target_ongoing_requests"] = target
         cheapest = min(static, key=lambda k: prices[k])
-        scaled = [ScaledBackend(k, prices[k], models[k], 1 if k == cheapest else 0, None,
+        scaled = [ScaledBackend(k, prices[k], models[k], 1 if k == cheapest else 0, limits[k],
                                 args.startup) for k in models]
         slos = {c: dict(v) for c, v in mix["slo_classes"].items()}
         runs["cost-aware"] = _run(
@@ -156,13 +167,14 @@ def _settings(args: argparse.Namespace) -> CostAwareSettings:
     return CostAwareSettings() if args.margin is None else CostAwareSettings(margin=args.margin)
 
 
-def _plan(mix: dict[str, Any], tmp: Path) -> dict[str, Any]:
+def _plan(mix: dict[str, Any], catalogue: dict[str, Any], tmp: Path) -> dict[str, Any]:
     """`costroute plan` for the example's mix at the peak rate (its own command, as a user
     would run it)."""
     workload = dict(mix, arrival={"process": "poisson", "rate_rps": PEAK_RPS})
     (tmp / "peak.yaml").write_text(yaml.safe_dump(workload))
+    (tmp / "catalogue.yaml").write_text(yaml.safe_dump(catalogue))
     subprocess.run([sys.executable, "-m", "serving.cli", "plan", "--catalogue",
-                    str(EXAMPLE / "catalogue.yaml"), "--workload", str(tmp / "peak.yaml"),
+                    str(tmp / "catalogue.yaml"), "--workload", str(tmp / "peak.yaml"),
                     "--out", str(tmp / "plan"), "--no-progress"], cwd=ROOT, check=True,
                    stdout=subprocess.DEVNULL)
     return json.loads((tmp / "plan" / "plan.json").read_text())  # type: ignore[no-any-return]
