@@ -62,7 +62,8 @@ def register(sub: Any) -> None:
                    help="when no backend meets the SLO (default: the fleet's)")
     p.add_argument("--sweep", default=None, metavar="PARAM=V1,V2,...",
                    help="one run per value: a policy parameter (e.g. safety_margin), "
-                        "`policy` or `fallback`")
+                        "`policy`, `fallback`, or a setting of the fleet's autoscaler "
+                        "(e.g. autoscaler.margin=0,0.05,0.1)")
     p.add_argument("--attainment", type=float, default=0.99,
                    help="with --sweep: the SLO attainment target (default 0.99)")
     add_workload_args(p)
@@ -312,11 +313,19 @@ def _sweep(args: argparse.Namespace, fleet: Any, backends: list[Any], policy: st
     name, sep, values = args.sweep.partition("=")
     if not sep or not values:
         raise ConfigError(f"--sweep: expected PARAM=V1,V2,... (got {args.sweep!r})", "sweep")
+    if name.startswith("autoscaler.") and fleet.autoscaler is None:
+        raise ConfigError(f"--sweep {name}: the fleet config has no autoscaler", "sweep")
     summaries = []
     for raw in values.split(","):
         v = _value(raw)
-        p_name, p_params, fb = policy, dict(params), fallback
-        if name == "policy":
+        p_name, p_params, fb, p_fleet = policy, dict(params), fallback, fleet
+        if name.startswith("autoscaler."):
+            from serving.config import parse_fleet_config
+
+            setting = {**fleet.autoscaler.model_dump(), name.partition(".")[2]: v}
+            p_fleet = parse_fleet_config({**fleet.model_dump(), "autoscaler": setting},
+                                         f"--sweep {name}={raw}")
+        elif name == "policy":
             p_name, p_params = str(v), {}
         elif name == "fallback":
             if v not in ("fastest", "reject"):
@@ -327,7 +336,7 @@ def _sweep(args: argparse.Namespace, fleet: Any, backends: list[Any], policy: st
         label = f"{name}={raw}"
         s = simulate_run(fleet.served_model_name, backends, p_name, p_params, fb, spec,
                          out / label.replace("=", "-"), label, not args.no_report,
-                         not args.no_oracle, interference, fleet=fleet)
+                         not args.no_oracle, interference, fleet=p_fleet)
         print(f"{label}: {one_line(s)}")
         summaries.append(s)
     from loadtest.report import write_comparison
@@ -342,21 +351,24 @@ def _sweep(args: argparse.Namespace, fleet: Any, backends: list[Any], policy: st
 
 def cheapest_meeting(summaries: list[dict[str, Any]], target: float) -> str:
     """Names the setting with the lowest cost per 1M output tokens among those that meet the
-    attainment target (provisioned cost, which is the same fleet for every setting of a
-    policy, is ranked by attributed cost first)."""
+    attainment target: by provisioned cost when an autoscaler sized the fleet, else by
+    attributed cost (the provisioned cost is then the same fleet for every setting)."""
     ok = [s for s in summaries if (s["slo"]["attainment"] or 0) >= target]
     if not ok:
         best = max(summaries, key=lambda s: s["slo"]["attainment"] or 0)
         return (f"no setting meets attainment >= {target}; the closest is {best['label']} "
                 f"({best['slo']['attainment']:.3f})")
 
+    scaled = all((s.get("simulation") or {}).get("scaling") for s in ok)
+    kind = "provisioned" if scaled else "attributed"
+
     def cost(s: dict[str, Any]) -> float:
-        attributed = (s["cost"].get("attributed") or {}).get("usd_per_1m_output_tokens")
-        return float("inf") if attributed is None else float(attributed)
+        usd = (s["cost"].get(kind) or {}).get("usd_per_1m_output_tokens")
+        return float("inf") if usd is None else float(usd)
 
     best = min(ok, key=cost)
     return (f"cheapest setting with attainment >= {target}: {best['label']} (attainment "
-            f"{best['slo']['attainment']:.3f}, attributed ${cost(best):.4g} per 1M output "
+            f"{best['slo']['attainment']:.3f}, {kind} ${cost(best):.4g} per 1M output "
             f"tokens)")
 
 

@@ -75,6 +75,23 @@ def test_simulate_runs_the_fleets_autoscaler(tmp_path: Path,
     assert "autoscaled" in capsys.readouterr().out
 
 
+def test_simulate_sweeps_an_autoscaler_setting(tmp_path: Path,
+                                              capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "sweep"
+    assert main(["simulate", "--fleet", "deploy/autoscaling.yaml", "--rate", "20", "--mix",
+                 "chat-doc", "--duration", "120", "--out", str(out), "--no-report",
+                 "--no-oracle", "--attainment", "0.5",
+                 "--sweep", "autoscaler.margin=0,0.5"]) == 0
+    low, high = (json.loads((out / f"autoscaler.margin-{m}" / "summary.json").read_text())
+                 for m in ("0", "0.5"))
+    usd = [s["cost"]["provisioned"]["usd_per_1m_output_tokens"] for s in (low, high)]
+    assert usd[1] >= usd[0]  # a larger margin never buys fewer replicas
+    assert "provisioned $" in capsys.readouterr().out
+    assert main(["simulate", "--fleet", "deploy/autoscaling.yaml", "--rate", "5", "--duration",
+                 "10", "--out", str(tmp_path / "bad"), "--sweep", "autoscaler.margin=-1"]) == 2
+    assert "autoscaler.margin" in capsys.readouterr().err
+
+
 def test_simulate_with_an_interference_table(tmp_path: Path,
                                              capsys: pytest.CaptureFixture[str]) -> None:
     from profiles.interference import InterferenceTable, Slowdown
