@@ -11,6 +11,7 @@ finds, so the rest of this module measures capacities that hold there: per bucke
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -28,8 +29,7 @@ from serving.sizing import (
     Plan,
     bin_index,
     capacities,
-    edge_text,
-    range_bound,
+    edge_bucket,
     solve,
 )
 
@@ -82,14 +82,11 @@ def buckets(spec: WorkloadSpec, samples: int = 20_000,
         arr = np.asarray(shapes)
         share = weight[(cls, pi, oi)]
         slo = spec.slo_classes[cls].model_dump(exclude_none=True) if cls in spec.slo_classes else {}
-        label = (f"{cls or 'no-slo'} p{prompt_edges[pi]}-{edge_text(prompt_edges[pi + 1])} "
-                 f"o{output_edges[oi]}-{edge_text(output_edges[oi + 1])}")
-        out.append(Bucket(label, cls, slo, int(np.percentile(arr[:, 0], 90)),
-                          int(np.percentile(arr[:, 1], 90)), rate * share, share,
-                          pi, oi,
-                          (prompt_edges[pi], range_bound(prompt_edges[pi + 1])),
-                          (output_edges[oi], range_bound(output_edges[oi + 1])),
-                          tuple(shapes[:_SHAPES])))
+        out.append(dataclasses.replace(
+            edge_bucket(cls, slo, pi, oi, prompt_edges, output_edges),
+            prompt_tokens=int(np.percentile(arr[:, 0], 90)),
+            output_tokens=int(np.percentile(arr[:, 1], 90)), rate_rps=rate * share,
+            share=share, shapes=tuple(shapes[:_SHAPES])))
     return out
 
 

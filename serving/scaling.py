@@ -31,6 +31,7 @@ wish. It knows no prices and no SLOs; it is here so the simulator can compare th
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections import deque
 from collections.abc import Mapping, Sequence
@@ -46,8 +47,7 @@ from serving.sizing import (
     Plan,
     bin_index,
     capacity_rps,
-    edge_text,
-    range_bound,
+    edge_bucket,
     routing_table,
     solve,
 )
@@ -169,7 +169,8 @@ class CostAwareScaler(Autoscaler):
         key = (cls, bin_index(prompt_tokens, PROMPT_EDGES), bin_index(output_tokens, OUTPUT_EDGES))
         track = self._tracks.get(key)
         if track is None:
-            track = self._tracks[key] = _Track(self._bucket(*key))
+            track = self._tracks[key] = _Track(edge_bucket(cls, dict(self.slos.get(cls, {})),
+                                                           *key[1:]))
         track.count += 1
         track.lengths.append((prompt_tokens, max(output_tokens, 1)))
 
@@ -269,10 +270,8 @@ class CostAwareScaler(Autoscaler):
             rate = forecast.get(t.bucket.label, 0.0)
             if rate > 1e-9 and t.lengths:
                 p, o = t.shape()
-                b = t.bucket
-                buckets.append(Bucket(b.label, b.slo_class, b.slo, p, o, rate, 0.0,
-                                      b.prompt_bin, b.output_bin, b.prompt_range,
-                                      b.output_range))
+                buckets.append(dataclasses.replace(t.bucket, prompt_tokens=p, output_tokens=o,
+                                                   rate_rps=rate))
         capacity = {b.label: {o.id: self._capacity(b, o) for o in self.backends}
                     for b in buckets}
         offers = [Offer(b.id, b.model, b.usd_per_hour, b.max_replicas,
@@ -303,13 +302,6 @@ class CostAwareScaler(Autoscaler):
             s = self.settings
             cap = self._caps[key] = capacity_rps(backend.model, bucket, s.utilisation, s.headroom)
         return cap
-
-    def _bucket(self, slo_class: str | None, pi: int, oi: int) -> Bucket:
-        label = (f"{slo_class or 'no-slo'} p{PROMPT_EDGES[pi]}-{edge_text(PROMPT_EDGES[pi + 1])} "
-                 f"o{OUTPUT_EDGES[oi]}-{edge_text(OUTPUT_EDGES[oi + 1])}")
-        return Bucket(label, slo_class, dict(self.slos.get(slo_class, {})), 0, 0, 0.0, 0.0,
-                      pi, oi, (PROMPT_EDGES[pi], range_bound(PROMPT_EDGES[pi + 1])),
-                      (OUTPUT_EDGES[oi], range_bound(OUTPUT_EDGES[oi + 1])))
 
 
 def _close(a: Mapping[str, float], b: Mapping[str, float], tolerance: float) -> bool:

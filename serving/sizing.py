@@ -98,6 +98,19 @@ class Plan:
 
 
 
+def edge_bucket(slo_class: str | None, slo: dict[str, float], prompt_bin: int, output_bin: int,
+                prompt_edges: Sequence[int] = PROMPT_EDGES,
+                output_edges: Sequence[int] = OUTPUT_EDGES) -> Bucket:
+    """The bucket of one SLO class and one cell of the edges (label, bins, ranges), its
+    representative lengths and rate still 0 (`dataclasses.replace` sets them)."""
+    pi, oi = prompt_bin, output_bin
+    label = (f"{slo_class or 'no-slo'} p{prompt_edges[pi]}-{edge_text(prompt_edges[pi + 1])} "
+             f"o{output_edges[oi]}-{edge_text(output_edges[oi + 1])}")
+    return Bucket(label, slo_class, slo, 0, 0, 0.0, 0.0, pi, oi,
+                  (prompt_edges[pi], range_bound(prompt_edges[pi + 1])),
+                  (output_edges[oi], range_bound(output_edges[oi + 1])))
+
+
 def range_bound(x: int) -> int | None:
     return None if x >= 1 << 30 else x
 
