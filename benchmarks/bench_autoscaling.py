@@ -43,6 +43,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 EXAMPLE = ROOT / "docs" / "examples" / "planning"
 
+from loadtest.metrics import measured_window  # noqa: E402
 from loadtest.records import Record  # noqa: E402
 from loadtest.simulator import SimBackend, Simulation  # noqa: E402
 from loadtest.workload import WorkloadSpec, parse_workload  # noqa: E402
@@ -208,8 +209,7 @@ def _run(name: str, spec: WorkloadSpec, backends: list[SimBackend],
     records = sim.run()
     sim_s = time.perf_counter() - t0
     measured = [r for r in records if not r.warmup]
-    start = min(r.sent_s for r in measured)
-    end = max(r.sent_s + (r.done_s or 0.0) for r in measured)
+    start, end = measured_window(records)
     usd = sim.provisioned_usd(start, end)
     out_tokens = sum(r.completion_tokens for r in measured if r.ok)
     total = sum(usd.values())

@@ -51,12 +51,18 @@ def stats(values: Iterable[float | None]) -> dict[str, float | int | None]:
 
 def window_s(records: Sequence[Record]) -> float:
     """First measured send to last measured finish, seconds (0 when nothing was measured)."""
+    start, end = measured_window(records)
+    return max(end - start, 0.0)
+
+
+def measured_window(records: Sequence[Record]) -> tuple[float, float]:
+    """(first measured send, last measured finish), seconds from the start of the run;
+    (0, 0) when nothing was measured."""
     measured = [r for r in records if not r.warmup]
     if not measured:
-        return 0.0
-    start = min(r.sent_s for r in measured)
-    end = max(r.sent_s + _finished(r) for r in measured)
-    return max(end - start, 0.0)
+        return 0.0, 0.0
+    return (min(r.sent_s for r in measured),
+            max(r.sent_s + _finished(r) for r in measured))
 
 
 def _finished(r: Record) -> float:

@@ -134,7 +134,7 @@ def simulate_run(model_name: str, backends: list[Any], policy_name: str, params:
     (`Simulation`). With `fleet` (its config) and an `autoscaler` in it, the fleet's
     cost-aware autoscaler runs (a new one for the run) and the provisioned cost is each
     replica's billed time."""
-    from loadtest.metrics import Pricing, summarize
+    from loadtest.metrics import Pricing, measured_window, summarize
     from loadtest.simulator import Simulation
     from serving.policies import make_policy
 
@@ -157,7 +157,7 @@ def simulate_run(model_name: str, backends: list[Any], policy_name: str, params:
                       + ", ".join(f"{b.id} x{b.replicas}" for b in backends), per)
     scaling = None
     if scaler is not None:
-        start, end = _window(records)
+        start, end = measured_window(records)
         hours = max(end - start, 1e-9) / 3600
         per = {k: usd / hours for k, usd in sim.provisioned_usd(start, end).items()}
         pricing = Pricing(sum(per.values()), "simulated, autoscaled (cost-aware): every "
@@ -200,15 +200,6 @@ def simulate_run(model_name: str, backends: list[Any], policy_name: str, params:
 
 
 _ORACLE_MAX_REQUESTS = 50_000
-
-
-def _window(records: list[Any]) -> tuple[float, float]:
-    """The measured window (loadtest/metrics.py's definition) as (start, end) seconds."""
-    from loadtest.metrics import window_s
-
-    measured = [r for r in records if not r.warmup] or records
-    start = min(r.sent_s for r in measured) if measured else 0.0
-    return start, start + window_s(records)
 
 
 def _timeline(sim: Any, backends: list[Any]) -> list[dict[str, Any]]:

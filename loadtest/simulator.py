@@ -269,7 +269,7 @@ class Simulation:
                 if r < 0:
                     self._tick(t, pending)
                 else:
-                    self._ready(self.replicas[b][r])
+                    self._ready(b, self.replicas[b][r])
             elif pending and (not self.events or pending[0][0] <= self.events[0][0]):
                 t, _, plan = heapq.heappop(pending)
                 self._arrive(t, plan, pending)
@@ -408,7 +408,7 @@ class Simulation:
             if spec.startup_s > 0:
                 self._timer(t + spec.startup_s, b, rep.index)
             else:
-                self._ready(rep)
+                self._ready(b, rep)
         for _ in range(have - want):
             if starting:
                 rep = starting.pop()
@@ -420,13 +420,10 @@ class Simulation:
             if not rep.count():
                 rep.state, rep.down_s = "gone", t
 
-    def _ready(self, rep: _Replica) -> None:
+    def _ready(self, b: int, rep: _Replica) -> None:
         if rep.state == "starting":
             rep.state = "ready"
-            self.active[self._index_of(rep)].append(rep)
-
-    def _index_of(self, rep: _Replica) -> int:
-        return next(b for b, reps in enumerate(self.replicas) if rep in reps)
+            self.active[b].append(rep)
 
     def provisioned_usd(self, start_s: float, end_s: float) -> dict[str, float]:
         """Backend id -> dollars its replicas were billed for over [start_s, end_s]: every

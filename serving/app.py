@@ -320,7 +320,6 @@ class Ingress:
         except Exception:
             state.healthy = False
 
-
     async def _scale(self) -> None:
         """The replica counts from Ray Serve, for the router; with the fleet's autoscaler,
         its decision, published for the backends' custom policy (serving/ray_scaling.py)."""
@@ -331,11 +330,11 @@ class Ingress:
         while True:
             try:
                 counts = await asyncio.to_thread(ray_scaling.replica_counts, app)
-                by_id = {bid: counts[f"backend-{bid}"] for bid in self.router.states
-                         if f"backend-{bid}" in counts}
+                by_id = {bid: counts[deployment_name(bid)] for bid in self.router.states
+                         if deployment_name(bid) in counts}
                 decision = self.router.scale(time.monotonic(), by_id)
                 if decision is not None:
-                    targets = {f"backend-{bid}": n for bid, n in decision.target.items()
+                    targets = {deployment_name(bid): n for bid, n in decision.target.items()
                                if bid in scaled}
                     await asyncio.to_thread(ray_scaling.publish, app, targets)
             except Exception as exc:  # keep scaling on the next round; say why
@@ -343,12 +342,17 @@ class Ingress:
             await asyncio.sleep(interval)
 
 
+def deployment_name(backend_id: str) -> str:
+    """The Ray Serve deployment of a backend."""
+    return f"backend-{backend_id}"
+
+
 def build_app(config: FleetConfig) -> Any:
     """The bound application: backend deployments and the ingress that routes to them."""
     handles = {}
     for b in config.backends:
         options: dict[str, Any] = {
-            "name": f"backend-{b.id}",
+            "name": deployment_name(b.id),
             "ray_actor_options": b.ray_actor_options.model_dump(exclude_defaults=False),
             "max_ongoing_requests": b.max_ongoing_requests,
         }
