@@ -35,6 +35,12 @@ LONG_PROMPT_CHARS = 4096  # longer prompts are tokenized in a worker thread, off
 OVERHEAD_HEADER = "x-costroute-overhead-ms"  # the ingress's own time on this request
 
 
+def deployment_name(backend_id: str) -> str:
+    """The Ray Serve deployment of a backend (defined before the deployments: Ray pickles
+    their classes, with the module names they use, when they are decorated)."""
+    return f"backend-{backend_id}"
+
+
 # No access log lines: one per request and one per load poll (two a second per backend).
 _LOGGING = {"enable_access_log": False}
 
@@ -340,11 +346,6 @@ class Ingress:
             except Exception as exc:  # keep scaling on the next round; say why
                 logging.getLogger("ray.serve").warning("costroute autoscaler: %r", exc)
             await asyncio.sleep(interval)
-
-
-def deployment_name(backend_id: str) -> str:
-    """The Ray Serve deployment of a backend."""
-    return f"backend-{backend_id}"
 
 
 def build_app(config: FleetConfig) -> Any:

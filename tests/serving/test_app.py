@@ -8,38 +8,18 @@ delay). One cluster per module; a second application with fallback `reject` unde
 
 from __future__ import annotations
 
-import dataclasses
 import json
-import socket
 import time
 from pathlib import Path
 
 import httpx
 import pytest
 
-from profiles.table import Surface, load_profile
-from serving.config import parse_fleet_config
+from tests.serving.live import MEASURED, free_port, serve_fleets, slowed_profile
 
 pytestmark = pytest.mark.integration
 
-ROOT = Path(__file__).parents[2]
-MEASURED = ROOT / "profiles" / "tables" / "cpu-onnxruntime.json"
 DELAY_MS = 20.0
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _slowed_profile(path: Path) -> None:
-    t = load_profile(MEASURED)
-    bump = lambda s: Surface(s.batch, s.tokens, tuple(tuple(v + DELAY_MS for v in r) for r in s.ms))  # noqa: E731
-    slowed = dataclasses.replace(t, backend_id="cheap", prefill=bump(t.prefill),
-                                 decode=bump(t.decode), command=t.command + f" (+{DELAY_MS} ms "
-                                 "per step: tests/serving/test_app.py)")
-    slowed.save(path)
 
 
 def _fleet(tmp: Path, port: int, fallback: str) -> dict:
@@ -80,37 +60,13 @@ def _planned_fleet(tmp: Path, port: int) -> dict:
 
 @pytest.fixture(scope="module")
 def server(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
-    import ray
-    from ray import serve
-
-    from serving.app import build_app
-
     tmp = tmp_path_factory.mktemp("fleet")
-    _slowed_profile(tmp / "cheap.json")
-    port = _free_port()
-    ray.init(num_cpus=2, include_dashboard=False, logging_level="WARNING",
-             _temp_dir=str(tmp_path_factory.mktemp("ray")))
-    try:
-        serve.start(http_options={"host": "127.0.0.1", "port": port})
-        serve.run(build_app(parse_fleet_config(_fleet(tmp, port, "fastest"))),
-                  name="costroute", route_prefix="/")
-        serve.run(build_app(parse_fleet_config(_fleet(tmp, port, "reject"))),
-                  name="reject", route_prefix="/reject")
-        serve.run(build_app(parse_fleet_config(_planned_fleet(tmp, port))),
-                  name="planned", route_prefix="/planned")
-        base = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(f"{base}/health", timeout=5).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.5)
-        yield base
-    finally:
-        serve.shutdown()
-        ray.shutdown()
+    slowed_profile(tmp / "cheap.json", "cheap", DELAY_MS, "tests/serving/test_app.py")
+    port = free_port()
+    yield from serve_fleets(tmp_path_factory, port, [
+        (_fleet(tmp, port, "fastest"), "costroute", "/"),
+        (_fleet(tmp, port, "reject"), "reject", "/reject"),
+        (_planned_fleet(tmp, port), "planned", "/planned")])
 
 
 def _client(base: str):  # type: ignore[no-untyped-def]

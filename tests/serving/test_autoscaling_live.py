@@ -9,39 +9,18 @@ requests per replica within the SLO, little CPU; autoscaled 1..2, $0.02/h) and `
 
 from __future__ import annotations
 
-import dataclasses
-import socket
 import threading
-import time
 from pathlib import Path
 
 import httpx
 import pytest
 
-from profiles.table import Surface, load_profile
-from serving.config import parse_fleet_config
+from tests.serving.live import MEASURED, free_port, health, serve_fleets, slowed_profile, wait_for
 
 pytestmark = pytest.mark.integration
 
-ROOT = Path(__file__).parents[2]
-MEASURED = ROOT / "profiles" / "tables" / "cpu-onnxruntime.json"
 DELAY_MS = 50.0
 MAX_TOKENS = 24
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _slowed_profile(path: Path) -> None:
-    t = load_profile(MEASURED)
-    bump = lambda s: Surface(s.batch, s.tokens, tuple(tuple(v + DELAY_MS for v in r) for r in s.ms))  # noqa: E731
-    dataclasses.replace(t, backend_id="cheap", prefill=bump(t.prefill), decode=bump(t.decode),
-                        capacity={**t.capacity, "max_num_seqs": 4},
-                        command=t.command + f" (+{DELAY_MS} ms per step: "
-                        "tests/serving/test_autoscaling_live.py)").save(path)
 
 
 def _fleet(tmp: Path, port: int) -> dict:
@@ -67,42 +46,11 @@ def _fleet(tmp: Path, port: int) -> dict:
 
 @pytest.fixture(scope="module")
 def server(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
-    import ray
-    from ray import serve
-
-    from serving.app import build_app
-
     tmp = tmp_path_factory.mktemp("fleet")
-    _slowed_profile(tmp / "cheap.json")
-    port = _free_port()
-    ray.init(num_cpus=2, include_dashboard=False, logging_level="WARNING",
-             _temp_dir=str(tmp_path_factory.mktemp("ray")))
-    try:
-        serve.start(http_options={"host": "127.0.0.1", "port": port})
-        serve.run(build_app(parse_fleet_config(_fleet(tmp, port))), name="costroute",
-                  route_prefix="/")
-        base = f"http://127.0.0.1:{port}"
-        _wait(lambda: _health(base).get("status") == "ok", 120)
-        yield base
-    finally:
-        serve.shutdown()
-        ray.shutdown()
-
-
-def _health(base: str) -> dict:
-    try:
-        return httpx.get(f"{base}/health", timeout=10).json()  # type: ignore[no-any-return]
-    except (httpx.HTTPError, ValueError):
-        return {}
-
-
-def _wait(ok, timeout_s: float) -> bool:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if ok():
-            return True
-        time.sleep(0.5)
-    return False
+    slowed_profile(tmp / "cheap.json", "cheap", DELAY_MS, "tests/serving/test_autoscaling_live.py",
+                   max_num_seqs=4)
+    port = free_port()
+    yield from serve_fleets(tmp_path_factory, port, [(_fleet(tmp, port), "costroute", "/")])
 
 
 def _cheap_replicas() -> tuple[int, int, int]:
@@ -112,7 +60,7 @@ def _cheap_replicas() -> tuple[int, int, int]:
 
 
 def test_a_load_step_grows_the_cheapest_backend_and_the_fall_shrinks_it(server: str) -> None:
-    assert _health(server)["replicas"] == {"cheap": 1, "dear": 0}
+    assert health(server)["replicas"] == {"cheap": 1, "dear": 0}
     results: list[tuple[int, int]] = []
     stop = threading.Event()
 
@@ -132,8 +80,8 @@ def test_a_load_step_grows_the_cheapest_backend_and_the_fall_shrinks_it(server: 
     for t in threads:
         t.start()
     try:
-        grew = _wait(lambda: _cheap_replicas()[1] == 2, 90)
-        seen = _wait(lambda: _health(server).get("replicas", {}).get("cheap") == 2, 10)
+        grew = wait_for(lambda: _cheap_replicas()[1] == 2, 90)
+        seen = wait_for(lambda: health(server).get("replicas", {}).get("cheap") == 2, 10)
     finally:
         stop.set()
         for t in threads:
@@ -142,11 +90,11 @@ def test_a_load_step_grows_the_cheapest_backend_and_the_fall_shrinks_it(server: 
                   f"requests {sorted(set(results))}; " + _debug(server))
     assert seen, "the router's view did not follow"
     # the load fell: after the hold, back to the minimum; the drained replica lost nothing
-    assert _wait(lambda: _cheap_replicas() == (0, 1, 0), 90), _cheap_replicas()
+    assert wait_for(lambda: _cheap_replicas() == (0, 1, 0), 90), _cheap_replicas()
     from serving.ray_scaling import replica_counts
 
     assert replica_counts("costroute")["backend-dear"] == (0, 0, 0)
-    assert _wait(lambda: _health(server).get("replicas", {}).get("cheap") == 1, 10)
+    assert wait_for(lambda: health(server).get("replicas", {}).get("cheap") == 1, 10)
     assert results and all(r == (200, MAX_TOKENS) for r in results), \
         sorted(set(results))
     metrics = httpx.get(f"{server}/metrics").text
