@@ -117,12 +117,11 @@ def candidate(ctx: RoutingContext, b: BackendView, margin: float = 1.0) -> Candi
 
 
 def decide(chosen: Candidate, all_: list[Candidate], reason: str,
-           why_not: dict[str, str] | None = None) -> Decision:
-    why_not = why_not or {}
-    rejected = tuple(
-        (c.backend_id, why_not.get(c.backend_id) or ("; ".join(c.misses) or "not chosen"))
-        for c in all_ if c.backend_id != chosen.backend_id
-    )
+           meeting_why_not: str = "not chosen") -> Decision:
+    """The decision for `chosen`; each other candidate is listed with the targets it misses,
+    or `meeting_why_not` if it meets them all."""
+    rejected = tuple((c.backend_id, "; ".join(c.misses) if c.misses else meeting_why_not)
+                     for c in all_ if c.backend_id != chosen.backend_id)
     return Decision(chosen.backend_id, chosen.prediction, chosen.cost_usd, reason,
                     bool(chosen.misses), rejected)
 

@@ -43,7 +43,17 @@ def test_pair_answers_as_two_lookups_do() -> None:
         assert outside == (GRID.at(x, y)[1] or GRID.at(x - 1, y)[1])
 
 
-def test_integer_x_from_the_cell_table_is_the_bilinear_value() -> None:
-    for x in (1, 2, 3, 4):
-        for y in (10.0, 12.5, 17.0, 20.0):
-            assert GRID.at(x, y) == (GRID._bilinear(float(x), y), False)
+def test_integer_x_from_the_row_table_is_the_bilinear_value() -> None:
+    # Inside the grid an integer x reads its precomputed row (interpolated along x first):
+    # the same bilinear value to rounding, on a grid whose x cells span several integers.
+    grid = Grid2D((1.0, 4.0, 16.0), (48.0, 100.0, 1040.0),
+                  ((1.5, 2.0, 9.0), (2.5, 3.1, 12.0), (6.0, 7.5, 30.0)))
+    for x in range(1, 17):
+        for y in (48.0, 60.5, 100.0, 777.0, 1040.0):
+            value, outside = grid.at(x, y)
+            assert not outside and value == pytest.approx(grid._bilinear(float(x), y), rel=1e-12)
+            if x >= 2:
+                with_, without, out = grid.pair(x, y)
+                assert not out and (with_, without) == (value, grid.at(x - 1, y)[0])
+    for x, y in ((17, 60.0), (8, 2000.0), (8, 10.0)):  # outside: the stated rule, flagged
+        assert grid.at(x, y)[1] and grid.pair(x, y)[2]
