@@ -15,6 +15,10 @@ used by:
              the static fleet carries at the peak (the figure an operator would tune it to)
   cost-aware costroute's CostAwareScaler (serving/scaling.py) over every accelerator of
              the catalogue, with the plan's capacities; the router follows its split
+  oracle     the same scaler told the workload's true rate (the highest it reaches within
+             a start-up ahead) instead of forecasting it, with no noise allowance or
+             margin: what perfect foresight would save with the same capacities (the bound
+             any forecast works against; not a policy one can run)
 
 Both scaled fleets start as the static one. Every replica they add serves `--startup` seconds
 after it is ordered; every replica is billed from its order to its release (after draining). Two workloads: a day (the rate follows a diurnal
@@ -28,6 +32,7 @@ measured window / output tokens) and SLO attainment.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import subprocess
 import sys
@@ -36,6 +41,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import yaml
 from _results import provenance, write_results  # benchmarks/_results.py (on sys.path)
 
@@ -143,8 +149,13 @@ def main() -> int:
             "cost-aware", spec, [SimBackend(k, models[k], prices[k], static.get(k, 0),
                                             startup_s=args.startup) for k in models],
             CostAwareScaler(scaled, slos, _settings(args), capacity), None)
+        runs["oracle"] = _run(
+            "oracle", spec, [SimBackend(k, models[k], prices[k], static.get(k, 0),
+                                        startup_s=args.startup) for k in models],
+            OracleScaler(spec, scaled, slos, dataclasses.replace(_settings(args), margin=0.0,
+                                                                 noise_z=0.0), capacity), None)
         for r in runs.values():
-            for other in ("static", "ray-default", "ray-16", "ray-tuned"):
+            for other in ("static", "ray-default", "ray-16", "ray-tuned", "oracle"):
                 r[f"vs_{other}"] = _ratio(r["usd_per_1m_output_tokens"],
                                           runs[other]["usd_per_1m_output_tokens"])
         results["workloads"][name] = {"spec": spec.model_dump(mode="json", exclude_none=True),
@@ -152,7 +163,8 @@ def main() -> int:
         for k, r in runs.items():
             print(f"  {k:11s} ${r['usd_per_1m_output_tokens']:.4f}/1M out "
                   f"({r['vs_static']:.3f}x static, {r['vs_ray-default']:.3f}x / "
-                  f"{r['vs_ray-16']:.3f}x / {r['vs_ray-tuned']:.3f}x ray), attainment "
+                  f"{r['vs_ray-16']:.3f}x / {r['vs_ray-tuned']:.3f}x ray, "
+                  f"{r['vs_oracle']:.3f}x oracle), attainment "
                   f"{r['attainment']:.4f}, mean ${r['mean_usd_per_hour']:.2f}/h, "
                   f"{r['sim_s']:.0f} s", file=sys.stderr)
     results["total_s"] = round(time.time() - started, 1)
@@ -162,6 +174,31 @@ def main() -> int:
                           for k, r in v["runs"].items()}
                       for w, v in results["workloads"].items()}, indent=1))
     return 0
+
+
+class OracleScaler(CostAwareScaler):
+    """CostAwareScaler with the workload's true rate in place of its forecast: each bucket
+    keeps its smoothed share of the traffic, the total is the highest rate the workload
+    reaches between now and a start-up ahead (what a replica ordered now must be ready for).
+    Benchmark-only: it reads the scaler's bucket tracks."""
+
+    def __init__(self, spec: WorkloadSpec, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.arrival = spec.arrival
+        self.now = 0.0
+
+    def decide(self, now: float, replicas: Any) -> Any:
+        self.now = now
+        return super().decide(now, replicas)
+
+    def forecast(self) -> dict[str, float]:
+        levels = {t.bucket.label: t.level for t in self._tracks.values() if t.level is not None}
+        total = sum(levels.values())
+        if total <= 0 or self.arrival.rate_rps is None:
+            return {k: 0.0 for k in levels}
+        ahead = np.linspace(self.now, self.now + self._lookahead_s, 64)
+        true = self.arrival.rate_rps * float(self.arrival.factor(ahead).max())
+        return {k: v / total * true for k, v in levels.items()}
 
 
 def _settings(args: argparse.Namespace) -> CostAwareSettings:
