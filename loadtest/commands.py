@@ -193,8 +193,9 @@ def workload_from_args(args: argparse.Namespace, classes: dict[str, Any],
                       ("warmup", "warmup_s"), ("max_in_flight", "max_in_flight"), ("seed", "seed")):
         if getattr(args, flag) is not None:
             raw[key] = getattr(args, flag)
-    if not raw.get("duration_s") and not raw.get("num_requests"):
-        raise ConfigError("a run needs a bound: --duration and/or --requests", "duration")
+    if not raw.get("duration_s") and not raw.get("num_requests") and not raw.get("trace"):
+        raise ConfigError("a run needs a bound: --duration and/or --requests (a --trace ends "
+                          "with its last request)", "duration")
     return parse_workload(raw)
 
 
@@ -236,8 +237,7 @@ def _fleet_facts(args: argparse.Namespace) -> tuple[Any, dict[str, Any], str | N
         return Pricing(args.price, "--price (given on the command line)"), {}, None
     if not args.fleet:
         return None, {}, None
-    from serving.config import load_fleet_config
-    from serving.serve_cmd import select_backends
+    from serving.config import load_fleet_config, select_backends
 
     fleet = load_fleet_config(args.fleet)
     if args.backend:
@@ -371,10 +371,8 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
     args.rate, args.concurrency = rates[0], None
     workload_from_args(args, classes, default)  # fail fast on a bad workload, before any request
     out = Path(args.out) if args.out else _default_out("sweep")
-    from loadtest.sweep import run_sweep
-
-    result = run_async(run_sweep(args, rates, pricing, (classes, default), out,
-                                   args.label or out.name, _slo_headers(args)))
+    result = run_async(_run_sweep(args, rates, pricing, (classes, default), out,
+                                  args.label or out.name, _slo_headers(args)))
     best = result["best"]
     if best is None:
         print(f"no rate met attainment >= {args.attainment}; see {out}/")
@@ -384,6 +382,41 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
               f"{_money(best['usd_per_1m_output_tokens'])}")
     print(f"wrote {out}/")
     return 0
+
+
+async def _run_sweep(args: argparse.Namespace, rates: list[float], pricing: Any,
+                     classes: tuple[dict[str, Any], str | None], out: Path, label: str,
+                     slo_headers: str) -> dict[str, Any]:
+    """One run per rate until `args.patience` rates in a row miss; `classes`: the fleet's SLO
+    classes and its default class."""
+    from loadtest.results import write_json
+    from loadtest.sweep import sweep_point, sweep_record
+
+    out.mkdir(parents=True, exist_ok=True)
+    points: list[dict[str, Any]] = []
+    misses = 0
+    started = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    sweep: dict[str, Any] = {}
+    for rate in rates:
+        args.rate = rate
+        spec = workload_from_args(args, *classes)
+        name = f"rate-{rate:g}"
+        summary = await run_once(args, spec, pricing, out / name, f"{label} @ {rate:g} req/s",
+                                 slo_headers)
+        print(f"rate {rate:g} req/s: {one_line(summary)}")
+        points.append(sweep_point(rate, name, summary, args.attainment))
+        sweep = sweep_record(label, summary, args.attainment,
+                             spec.describe(", ".join(f"{r:g}" for r in rates[:len(points)])),
+                             points, started)
+        write_json(out / "sweep.json", sweep)  # after every point: a cut-off sweep keeps its data
+        misses = misses + 1 if not points[-1]["meets_target"] else 0
+        if misses >= args.patience:
+            break
+    if not args.no_report:
+        from loadtest.report import write_sweep_report
+
+        write_sweep_report(out, sweep)
+    return sweep
 
 
 def _money(x: float | None) -> str:

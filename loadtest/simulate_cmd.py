@@ -233,8 +233,7 @@ def _oracle(records: list[Any], backends: list[Any]) -> dict[str, Any]:
 
 def _cmd_simulate(args: argparse.Namespace) -> int:
     from loadtest.commands import one_line, parse_pairs, workload_from_args
-    from serving.config import load_fleet_config
-    from serving.serve_cmd import select_backends
+    from serving.config import load_fleet_config, select_backends
 
     fleet = load_fleet_config(args.fleet)
     if args.backend:

@@ -1,15 +1,13 @@
 """`costroute loadtest sweep`: rising rates until SLO attainment falls below a target.
 
-The decisions are pure (`sweep_rates`, `sweep_point`, `best_point`); `run_sweep` drives the
-runs. The answer is the endpoint's price-performance: the highest goodput among the rates
+Pure: the rates, each point, the best one and the sweep's record; the CLI
+(loadtest/commands.py) drives the runs. The answer is the endpoint's price-performance: the highest goodput among the rates
 that met the target, and the dollars per 1M output tokens (provisioned) there.
 """
 
 from __future__ import annotations
 
-import argparse
 import json
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -63,43 +61,18 @@ def best_point(points: list[dict[str, Any]]) -> dict[str, Any] | None:
     return max(good, key=lambda p: p["goodput_rps"]) if good else None
 
 
-async def run_sweep(args: argparse.Namespace, rates: list[float], pricing: Any,
-                    classes: tuple[dict[str, Any], str | None], out: Path, label: str,
-                    slo_headers: str) -> dict[str, Any]:
-    """`classes`: the fleet's SLO classes and its default class."""
-    from loadtest.commands import one_line, run_once, workload_from_args
-    from loadtest.results import write_json
-
-    out.mkdir(parents=True, exist_ok=True)
-    points: list[dict[str, Any]] = []
-    misses = 0
-    started = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-    sweep: dict[str, Any] = {}
-    for rate in rates:
-        args.rate = rate
-        spec = workload_from_args(args, *classes)
-        name = f"rate-{rate:g}"
-        summary = await run_once(args, spec, pricing, out / name, f"{label} @ {rate:g} req/s",
-                                 slo_headers)
-        print(f"rate {rate:g} req/s: {one_line(summary)}")
-        points.append(sweep_point(rate, name, summary, args.attainment))
-        sweep = {
-            "schema": SWEEP_SCHEMA, "schema_version": SWEEP_VERSION, "label": label,
-            "target": summary["target"], "attainment_target": args.attainment,
-            "workload_description": spec.describe(", ".join(f"{r:g}" for r in rates[:len(points)])),
-            "pricing": (summary["cost"].get("provisioned") or {}).get("source"),
-            "points": points, "best": best_point(points),
-            "command": summary["command"], "created_utc": started,
-        }
-        write_json(out / "sweep.json", sweep)  # after every point: a cut-off sweep keeps its data
-        misses = misses + 1 if not points[-1]["meets_target"] else 0
-        if misses >= args.patience:
-            break
-    if not args.no_report:
-        from loadtest.report import write_sweep_report
-
-        write_sweep_report(out, sweep)
-    return sweep
+def sweep_record(label: str, summary: dict[str, Any], attainment_target: float,
+                 workload_description: str, points: list[dict[str, Any]],
+                 started_utc: str) -> dict[str, Any]:
+    """sweep.json after the points so far (`summary`: the last point's run summary)."""
+    return {
+        "schema": SWEEP_SCHEMA, "schema_version": SWEEP_VERSION, "label": label,
+        "target": summary["target"], "attainment_target": attainment_target,
+        "workload_description": workload_description,
+        "pricing": (summary["cost"].get("provisioned") or {}).get("source"),
+        "points": points, "best": best_point(points),
+        "command": summary["command"], "created_utc": started_utc,
+    }
 
 
 def read_sweep(folder: str | Path) -> dict[str, Any]:

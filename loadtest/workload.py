@@ -256,8 +256,9 @@ class WorkloadSpec(_Strict):
 
     @model_validator(mode="after")
     def _cross_checks(self) -> WorkloadSpec:
-        if self.duration_s is None and self.num_requests is None:
-            raise ValueError("a run needs a bound: duration_s or num_requests (or both)")
+        if self.duration_s is None and self.num_requests is None and not self.trace:
+            raise ValueError("a run needs a bound: duration_s or num_requests (or both; a "
+                             "trace ends with its last request)")
         if self.trace_speedup != 1.0 and not self.trace:
             raise ValueError("trace_speedup needs a trace")
         return self
@@ -500,9 +501,10 @@ def _trace_row(row: dict[str, Any], index: int, where: str,
     if slo_class is not None and not isinstance(slo_class, str):
         raise ConfigError(f"{where}: slo_class must be a string (got {slo_class!r})", "slo_class")
     targets = _targets(classes, slo_class)
-    if slo_class is not None and classes and slo_class not in classes:
-        raise ConfigError(f"{where}: unknown slo_class {slo_class!r}; known: {sorted(classes)}",
-                          "slo_class")
+    if slo_class is not None and classes and slo_class not in classes and row.get("slo") is None:
+        # A row that states its own targets needs no class of the fleet's to take them from.
+        raise ConfigError(f"{where}: unknown slo_class {slo_class!r} and no slo of its own; "
+                          f"known: {sorted(classes)}", "slo_class")
     if row.get("slo") is not None:
         try:
             targets.update(SloSpec.model_validate(row["slo"]).model_dump(exclude_none=True))

@@ -368,7 +368,7 @@ async def _interference(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from backends.model import read_manifest, resolve_model
-    from profiles.interference import make_table, measure, neighbour_sets
+    from profiles.interference_measure import make_table, measure, neighbour_sets
     from profiles.targets import HttpTarget
 
     names = [b for b in args.backends.split(",") if b]

@@ -165,11 +165,11 @@ class Ingress:
 
     # ---- endpoints ----------------------------------------------------------------------
 
-    @fastapi_app.post("/v1/completions")
+    @fastapi_app.post("/v1/completions", openapi_extra=api.request_body(api.CompletionRequest))
     async def completions(self, request: Request) -> Response:
         return await self._serve(request, chat=False)
 
-    @fastapi_app.post("/v1/chat/completions")
+    @fastapi_app.post("/v1/chat/completions", openapi_extra=api.request_body(api.ChatCompletionRequest))
     async def chat_completions(self, request: Request) -> Response:
         return await self._serve(request, chat=True)
 

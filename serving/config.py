@@ -173,6 +173,16 @@ class FleetConfig(_Strict):
         return self.model_copy(update={"backends": backends})
 
 
+def select_backends(config: FleetConfig, ids: list[str]) -> FleetConfig:
+    """The fleet cut to `ids` (in config order): `--backend` of serve, loadtest and simulate."""
+    known = [b.id for b in config.backends]
+    unknown = [i for i in ids if i not in known]
+    if unknown:
+        raise ConfigError(f"--backend {unknown[0]!r} is not in the fleet config; its backends: "
+                          f"{known}", "backend")
+    return config.model_copy(update={"backends": [b for b in config.backends if b.id in ids]})
+
+
 def read_yaml(path: str | Path, what: str, field: str) -> Any:
     """A YAML file's content; a missing or malformed file is a ConfigError naming `field`."""
     import yaml

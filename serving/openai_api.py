@@ -281,6 +281,28 @@ class ChatCompletionRequest(_Common):
     tools: list[Any] | None = None
 
 
+def request_body(model: type[BaseModel]) -> dict[str, Any]:
+    """An OpenAPI `requestBody` for a route that reads its raw body (to answer bad input in
+    OpenAI's error shape): the request model's JSON schema with its definitions inlined, so
+    `/openapi.json` is a usable contract (clients, fuzzers) without FastAPI parsing bodies."""
+    schema = model.model_json_schema()
+    defs = schema.pop("$defs", {})
+
+    def inline(node: Any) -> Any:
+        if isinstance(node, dict):
+            ref = node.get("$ref")
+            if isinstance(ref, str) and ref.startswith("#/$defs/"):
+                return inline({**defs[ref.rpartition("/")[2]],
+                               **{k: v for k, v in node.items() if k != "$ref"}})
+            return {k: inline(v) for k, v in node.items()}
+        if isinstance(node, list):
+            return [inline(v) for v in node]
+        return node
+
+    return {"requestBody": {"required": True,
+                            "content": {"application/json": {"schema": inline(schema)}}}}
+
+
 # (field, is the value unsupported?, what to do). Checked after validation, on either kind.
 _UNSUPPORTED: tuple[tuple[str, Callable[[Any], bool], str], ...] = (
     ("n", lambda v: v not in (None, 1), "send n=1 and one request per choice"),

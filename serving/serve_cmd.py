@@ -9,7 +9,10 @@ import signal
 import sys
 import threading
 import time
+from pathlib import Path
 from typing import Any
+
+from backends.errors import ConfigError
 
 
 def register(sub: Any) -> None:
@@ -37,7 +40,7 @@ def register(sub: Any) -> None:
 
 
 def _cmd_serve(args: argparse.Namespace) -> int:
-    from serving.config import load_fleet_config
+    from serving.config import load_fleet_config, select_backends
 
     config = load_fleet_config(args.config)
     updates = {k: v for k, v in (("host", args.host), ("port", args.port)) if v is not None}
@@ -46,6 +49,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     if args.backend:
         config = select_backends(config, args.backend)
     _check_models(config)
+    check_profiles(config)
     check_port_free(config.host, config.port)
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     # The cluster started here inherits this environment: set it before Ray is imported.
@@ -121,7 +125,6 @@ def check_port_free(host: str, port: int) -> None:
     """A ConfigError naming the port when something already listens there."""
     import socket
 
-    from backends.errors import ConfigError
 
     with socket.socket() as s:
         s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -140,16 +143,16 @@ def _free_port(host: str) -> int:
         return int(s.getsockname()[1])
 
 
-def select_backends(config: Any, ids: list[str]) -> Any:
-    """The fleet cut to `ids` (in config order)."""
-    from backends.errors import ConfigError
-
-    known = [b.id for b in config.backends]
-    unknown = [i for i in ids if i not in known]
-    if unknown:
-        raise ConfigError(f"--backend {unknown[0]!r} is not in the fleet config; its backends: "
-                          f"{known}", "backend")
-    return config.model_copy(update={"backends": [b for b in config.backends if b.id in ids]})
+def check_profiles(config: Any) -> None:
+    """Every backend's profile table exists: refused here, naming the field, rather than by
+    an ingress replica that crashes in a loop inside Ray until the deploy times out."""
+    for i, b in enumerate(config.backends):
+        if not Path(b.profile).is_file():
+            raise ConfigError(
+                f"backend {b.id!r}: profile table {b.profile} does not exist; measure it on "
+                f"that hardware (`costroute profile measure ... --accelerator "
+                f"{b.accelerator}`) or estimate one (`costroute profile estimate`)",
+                f"backends.{i}.profile")
 
 
 def _check_models(config: Any) -> None:

@@ -32,3 +32,29 @@ def hf_reference(tiny_model_dir: Path):  # type: ignore[no-untyped-def]
         return ids[len(prompt_ids) :]
 
     return greedy
+
+
+def _cuda_device() -> str | None:
+    """Why there is no CUDA device to test on (None: there is one)."""
+    import shutil
+    import subprocess
+
+    if shutil.which("nvidia-smi") is None:
+        return "no NVIDIA GPU (nvidia-smi not found)"
+    try:
+        out = subprocess.run(["nvidia-smi", "-L"], capture_output=True, text=True, timeout=20)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return f"nvidia-smi failed: {exc}"
+    return None if out.returncode == 0 and "GPU" in out.stdout else "nvidia-smi lists no GPU"
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Tests marked `gpu` run where a CUDA device exists and are skipped, with the reason,
+    elsewhere."""
+    gpu = [item for item in items if item.get_closest_marker("gpu")]
+    if not gpu:
+        return
+    why = _cuda_device()
+    if why is not None:
+        for item in gpu:
+            item.add_marker(pytest.mark.skip(reason=f"gpu test: {why}"))

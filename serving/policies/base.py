@@ -1,13 +1,13 @@
 """What every routing policy sees and returns (pure data), and the one registry of policies.
 
 A policy gets one frozen `RoutingContext` and returns a `Decision`. Policies register
-themselves by subclassing `Policy` with a `name`; `make_policy` builds one by name or by
-import path (`package.module:Class`). The live ingress and the simulator call the same code.
+themselves by subclassing `Policy` with a `name`; `make_policy` (serving/policies/__init__.py)
+builds one by name or by import path (`package.module:Class`). The live ingress and the
+simulator call the same code.
 """
 
 from __future__ import annotations
 
-import importlib
 import math
 from dataclasses import dataclass
 from typing import Any, ClassVar, Literal, NamedTuple
@@ -164,18 +164,3 @@ class Policy:
     def follow(self, routing_table: list[dict[str, Any]] | None) -> None:
         """A new plan's routing table (serving/policies/routing_table.py), or None for none,
         from the autoscaler; policies that route without one ignore it."""
-
-
-def make_policy(name: str, params: dict[str, Any] | None = None) -> Policy:
-    import serving.policies  # noqa: F401  (registers the built-in policies)
-
-    if ":" in name:
-        module, _, attr = name.partition(":")
-        cls = getattr(importlib.import_module(module), attr)
-    elif name in Policy.registry:
-        cls = Policy.registry[name]
-    else:
-        raise ConfigError(
-            f"unknown policy {name!r}; choose one of {sorted(Policy.registry)} or give "
-            "an import path package.module:Class", "policy.name")
-    return cls(**(params or {}))  # type: ignore[no-any-return]

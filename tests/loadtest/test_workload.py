@@ -160,6 +160,25 @@ def test_trace_replays_through_a_spec(tmp_path: Path) -> None:
         (0.0, "hi", {"tpot_ms": 9.0}), (0.5, None, {"ttft_ms": 100.0})]
 
 
+def test_a_trace_is_its_own_bound_and_its_rows_may_carry_their_own_targets(
+        tmp_path: Path) -> None:
+    (tmp_path / "t.jsonl").write_text(
+        '{"arrival_s": 0, "prompt_tokens": 5, "output_tokens": 3, "slo_class": "fast"}\n'
+        '{"arrival_s": 1, "prompt_tokens": 5, "output_tokens": 3, "slo_class": "gold", '
+        '"slo": {"e2e_ms": 700}}\n')
+    s = parse_workload({"arrival": {"rate_rps": 1}, "trace": str(tmp_path / "t.jsonl"),
+                        "mix": [{"prompt_tokens": {"mean": 1}, "output_tokens": {"mean": 1}}],
+                        "slo_classes": {"fast": {"ttft_ms": 100}}})
+    assert s.duration_s is None and s.num_requests is None
+    plans = list(bounded_plans(s))  # every row, then the end of the trace
+    assert [(p.slo_class, p.slo) for p in plans] == [("fast", {"ttft_ms": 100.0}),
+                                                     ("gold", {"e2e_ms": 700.0})]
+    with pytest.raises(ConfigError) as err:  # without a bound nor a trace: refused, named
+        parse_workload({"arrival": {"rate_rps": 1},
+                        "mix": [{"prompt_tokens": {"mean": 1}, "output_tokens": {"mean": 1}}]})
+    assert "bound" in str(err.value)
+
+
 @pytest.mark.parametrize(("line", "field"), [
     ('{"arrival_s": 0, "output_tokens": 3}', "prompt_tokens"),
     ('{"arrival_s": -1, "prompt_tokens": 3, "output_tokens": 3}', "arrival_s"),

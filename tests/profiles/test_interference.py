@@ -14,10 +14,9 @@ from profiles.interference import (
     InterferenceTable,
     Slowdown,
     load_interference,
-    measure,
-    neighbour_sets,
     parse_interference,
 )
+from profiles.interference_measure import measure, neighbour_sets
 from profiles.table import ProfileError
 from profiles.targets import Timing
 from tests.virtual_time import now, run_virtual

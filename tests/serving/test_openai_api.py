@@ -540,3 +540,23 @@ def test_sdk_raises_our_errors(client: openai.OpenAI) -> None:
     with pytest.raises(openai.NotFoundError) as missing:
         client.completions.create(model="gpt-4", prompt="a")
     assert missing.value.code == "model_not_found"
+
+
+def test_the_openapi_contract_describes_both_request_bodies() -> None:
+    jsonschema = pytest.importorskip("jsonschema")
+    from serving.app import fastapi_app
+
+    paths = fastapi_app.openapi()["paths"]
+    bodies = {"/v1/completions": {"model": "m", "prompt": "hi", "max_tokens": 4,
+                                  "slo": {"ttft_ms": 500}},
+              "/v1/chat/completions": {"model": "m", "max_tokens": 4, "stream": True,
+                                       "messages": [{"role": "user", "content": "hi"}]}}
+    for path, good in bodies.items():
+        body = paths[path]["post"]["requestBody"]
+        schema = body["content"]["application/json"]["schema"]
+        assert body["required"] and "$ref" not in json.dumps(schema)  # self-contained
+        jsonschema.validate(good, schema)  # what the server accepts, the contract accepts
+        with pytest.raises(jsonschema.ValidationError):  # and what it refuses, it refuses
+            jsonschema.validate({**good, "max_tokens": "four"}, schema)
+    assert "prompt" in paths["/v1/completions"]["post"]["requestBody"]["content"][
+        "application/json"]["schema"]["required"]

@@ -8,8 +8,13 @@ import socket
 import pytest
 
 from backends.errors import ConfigError
-from serving.config import parse_fleet_config
-from serving.serve_cmd import check_port_free, direct_path_env, local_cluster_env
+from serving.config import load_fleet_config, parse_fleet_config
+from serving.serve_cmd import (
+    check_port_free,
+    check_profiles,
+    direct_path_env,
+    local_cluster_env,
+)
 
 _BACKEND = {"id": "b", "engine": "onnxruntime", "accelerator": "cpu", "usd_per_hour": 0.1,
             "profile": "p.json"}
@@ -48,3 +53,18 @@ def test_serving_path_and_stream_interval_are_validated_naming_the_field() -> No
     with pytest.raises(ConfigError, match=r"backends\.0\.stream_interval_ms") as err:
         parse_fleet_config({"backends": [{**_BACKEND, "stream_interval_ms": -1}]})
     assert "-1" in str(err.value)
+
+
+def test_a_missing_profile_table_is_refused_up_front_naming_the_backend(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    (tmp_path / "fleet.yaml").write_text(
+        "backends:\n"
+        "  - {id: here, engine: onnxruntime, accelerator: cpu, usd_per_hour: 0.1, "
+        "profile: here.json}\n"
+        "  - {id: gone, engine: onnxruntime, accelerator: npu, usd_per_hour: 0.1, "
+        "profile: gone.json}\n")
+    (tmp_path / "here.json").write_text("{}")
+    config = load_fleet_config(tmp_path / "fleet.yaml")
+    with pytest.raises(ConfigError, match="'gone'.*gone.json does not exist") as err:
+        check_profiles(config)
+    assert err.value.field == "backends.1.profile" and "--accelerator npu" in str(err.value)
+    check_profiles(config.model_copy(update={"backends": config.backends[:1]}))
