@@ -39,7 +39,7 @@ test-fast: model
 
 lint: install
 	$(PY) -m ruff check .
-	$(PY) -m mypy backends serving profiles loadtest
+	$(PY) -m mypy costroute backends serving profiles loadtest
 
 # Optional: the decision core (latency model, policies' base, simulator) compiled with mypyc,
 # ~1.8-2x faster routing and simulation; same results. `make uncompile` goes back to the sources.

@@ -211,7 +211,7 @@ def _plan(mix: dict[str, Any], catalogue: dict[str, Any], tmp: Path) -> dict[str
     workload = dict(mix, arrival={"process": "poisson", "rate_rps": PEAK_RPS})
     (tmp / "peak.yaml").write_text(yaml.safe_dump(workload))
     (tmp / "catalogue.yaml").write_text(yaml.safe_dump(catalogue))
-    subprocess.run([sys.executable, "-m", "serving.cli", "plan", "--catalogue",
+    subprocess.run([sys.executable, "-m", "costroute.cli", "plan", "--catalogue",
                     str(tmp / "catalogue.yaml"), "--workload", str(tmp / "peak.yaml"),
                     "--out", str(tmp / "plan"), "--no-progress"], cwd=ROOT, check=True,
                    stdout=subprocess.DEVNULL)

@@ -67,7 +67,7 @@ def theirs(args: argparse.Namespace, port: int, model_dir: Path, work: Path, env
 def ours(args: argparse.Namespace, port: int, model_dir: Path, work: Path,
          name: str) -> dict[str, Any]:
     out = work / name
-    cmd = [sys.executable, "-m", "serving.cli", "loadtest", "run",
+    cmd = [sys.executable, "-m", "costroute.cli", "loadtest", "run",
            "--url", f"http://127.0.0.1:{port}", "--model", str(model_dir),
            "--rate", str(args.rate), "--requests", str(args.num_prompts),
            "--prompt-tokens", str(args.input_len), "--output-tokens", str(args.output_len),

@@ -61,7 +61,7 @@ CASES: dict[str, tuple[Path, Path, list[str], dict[str, Any]]] = {
 def run_case(name: str, work: Path) -> dict[str, Any]:
     catalogue, workload, extra, reference = CASES[name]
     out = work / name.split(" ")[0]
-    cmd = [sys.executable, "-m", "serving.cli", "plan", "--catalogue", str(catalogue),
+    cmd = [sys.executable, "-m", "costroute.cli", "plan", "--catalogue", str(catalogue),
            "--workload", str(workload), *extra, "--out", str(out), "--no-progress"]
     started = time.perf_counter()
     done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=3600)

@@ -79,7 +79,7 @@ def loadtest(args: argparse.Namespace, url: str, n: int, work: Path,
     first of /v1/models); its figures, and with `server_pid` where the CPU went meanwhile
     (`cpu_ms_per_token`: the server's processes by name, and the load generator)."""
     out = work / f"loadtest-c{n}"
-    cmd = [sys.executable, "-m", "serving.cli", "loadtest", "run", "--url", url,
+    cmd = [sys.executable, "-m", "costroute.cli", "loadtest", "run", "--url", url,
            "--concurrency", str(n),
            "--requests", str(_requests_for(n, args.requests_per_worker)),
            "--warmup", str(args.warmup_s), "--prompt-tokens", str(args.prompt_tokens),
@@ -280,7 +280,7 @@ def serve_side(args: argparse.Namespace, side: str, spec: BackendSpec, model_dir
                        "--disable-uvicorn-access-log", "--disable-log-stats")
         shown = shlex.join(["vllm", *cmd[3:]])
     else:
-        cmd = [sys.executable, "-m", "serving.cli", "serve", "--config", args.config,
+        cmd = [sys.executable, "-m", "costroute.cli", "serve", "--config", args.config,
                "--backend", spec.id, "--port", str(port)]
         shown = shlex.join(["costroute", *cmd[3:]])
         # Ray keeps its sockets under $TMPDIR, whose path must stay short (AF_UNIX): the default

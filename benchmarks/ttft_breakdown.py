@@ -66,7 +66,7 @@ class _Stamped:
 def serve(config: str, port: int, trace: Path, log: Path) -> subprocess.Popen[bytes]:
     env = dict(os.environ, COSTROUTE_ENGINE_TRACE=str(trace))
     out = open(log, "wb")  # noqa: SIM115  (the server's, for its lifetime)
-    proc = subprocess.Popen([sys.executable, "-m", "serving.cli", "serve", "--config", config,
+    proc = subprocess.Popen([sys.executable, "-m", "costroute.cli", "serve", "--config", config,
                              "--port", str(port)], env=env, stdout=out, stderr=subprocess.STDOUT,
                             cwd=_REPO_ROOT)
     deadline = time.monotonic() + 600

@@ -7,7 +7,8 @@ import ast
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-PACKAGES = ("backends", "serving", "profiles", "loadtest")
+# Bottom to top: each may import only those before it (itself included).
+PACKAGES = ("backends", "profiles", "serving", "loadtest", "costroute")
 # Pure and synchronous: latency and cost models, the grid, tracking, policies, sizing and
 # scaling, the simulator. What they import, directly or through each other, must be neither
 # a server, a client, an engine nor Ray.
@@ -101,6 +102,12 @@ def _cycles() -> list[list[str]]:
 def test_the_graph_sees_the_project() -> None:
     assert "serving.policies.base" in GRAPH["serving.policies.cost_slo"]
     assert "loadtest.sweep" in GRAPH["loadtest.commands"]
+
+
+def test_no_upward_edges() -> None:
+    up = sorted(f"{m} -> {d}" for m, deps in GRAPH.items() for d in deps
+                if PACKAGES.index(d.split(".")[0]) > PACKAGES.index(m.split(".")[0]))
+    assert up == []
 
 
 def test_no_import_cycles() -> None:

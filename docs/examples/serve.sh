@@ -2,7 +2,7 @@
 # The caller sets PY (python), PORT and LOGS (a folder for the server's output).
 serve() {  # serve NAME [costroute serve args...]: start, wait until it serves; sets SERVE_PID
   local name=$1; shift
-  "$PY" -m serving.cli serve --config deploy/local.yaml --port "$PORT" "$@" \
+  "$PY" -m costroute.cli serve --config deploy/local.yaml --port "$PORT" "$@" \
       > "$LOGS/$name.out" 2> "$LOGS/$name.err" &
   SERVE_PID=$!
   until grep -q "costroute: serving" "$LOGS/$name.out"; do

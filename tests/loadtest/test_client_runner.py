@@ -15,11 +15,11 @@ from pathlib import Path
 import httpx
 import pytest
 
+from costroute.cli import main
 from loadtest.client import OpenAIClient, TokenPool
 from loadtest.records import Record
 from loadtest.runner import run_load
 from loadtest.workload import parse_workload
-from serving.cli import main
 
 
 def _free_port() -> int:

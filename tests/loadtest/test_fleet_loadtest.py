@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from serving.cli import main
+from costroute.cli import main
 
 pytestmark = pytest.mark.integration
 
@@ -35,7 +35,7 @@ def fleet_url(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) ->
     log = tmp_path_factory.mktemp("serve") / "serve.log"
     with open(log, "w") as err:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "serving.cli", "serve", "--config", "deploy/local.yaml",
+            [sys.executable, "-m", "costroute.cli", "serve", "--config", "deploy/local.yaml",
              "--port", str(port)], cwd=ROOT, stdout=subprocess.PIPE, stderr=err, text=True,
             env={**os.environ, "RAY_USAGE_STATS_ENABLED": "0"})
         try:

@@ -9,11 +9,11 @@ from pathlib import Path
 import pytest
 import yaml
 
+from costroute.cli import main
 from loadtest.oracle import least_replica_ms, oracle_cost
 from loadtest.simulator import SimBackend, simulate
 from loadtest.workload import parse_workload
 from profiles.latency import BackendLoad, LatencyModel, RequestShape
-from serving.cli import main
 from serving.config import parse_fleet_config
 from serving.policies import make_policy
 from tests.profiles.synthetic import synthetic_profile

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from backends.errors import ConfigError
+from costroute.cli import main
 from loadtest.sweep import best_point, sweep_rates
-from serving.cli import main
 from tests.loadtest.test_client_runner import url  # noqa: F401  (the trivial server fixture)
 
 

@@ -10,10 +10,10 @@ from typing import Any
 
 import pytest
 
+from costroute.cli import main
 from profiles.drift import ProbeCell, SpeedProbe, make_probe, measure_probe, parse_probe, rescale
 from profiles.table import ProfileError, Surface, parse_profile
 from profiles.targets import Timing
-from serving.cli import main
 from tests.profiles.synthetic import synthetic_profile
 from tests.virtual_time import now, run_virtual
 

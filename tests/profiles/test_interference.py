@@ -168,7 +168,7 @@ def test_a_neighbour_that_fails_stops_the_measurement_with_its_error() -> None:
 @pytest.mark.parametrize("background", ["0,1", "x", ","])
 def test_the_cli_names_a_bad_stream_count(background: str, tmp_path: Path,
                                           capsys: pytest.CaptureFixture[str]) -> None:
-    from serving.cli import main
+    from costroute.cli import main
 
     assert main(["profile", "interference", "--url", "http://127.0.0.1:9", "--model", "m",
                  "--backends", "a,b", "--background", background,

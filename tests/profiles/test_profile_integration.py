@@ -19,7 +19,7 @@ pytestmark = pytest.mark.integration
 def measured(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("profile") / "ort-cpu.json"
     subprocess.run(
-        [sys.executable, "-m", "serving.cli", "profile", "measure", "--quick",
+        [sys.executable, "-m", "costroute.cli", "profile", "measure", "--quick",
          "--engine", "onnxruntime", "--model", str(tiny_model_dir),
          "--backend-id", "ort-cpu-test", "--out", str(out)],
         check=True, timeout=600,
@@ -53,7 +53,7 @@ def test_validate_reports_the_models_errors_per_request(measured: Path, tiny_mod
     The measured figures are in profiles/tables/validation/."""
     report_path = tmp_path / "validate.json"
     subprocess.run(
-        [sys.executable, "-m", "serving.cli", "profile", "validate",
+        [sys.executable, "-m", "costroute.cli", "profile", "validate",
          "--engine", "onnxruntime", "--model", str(tiny_model_dir), "--profile", str(measured),
          "--requests", "60", "--loads", "0.15,0.3", "--out", str(report_path)],
         check=True, timeout=600,
@@ -70,7 +70,7 @@ def test_validate_reports_the_models_errors_per_request(measured: Path, tiny_mod
 def test_a_probe_of_the_same_engine_finds_it_near_its_table(
         measured: Path, tiny_model_dir: Path, tmp_path: Path) -> None:
     probe, rescaled = tmp_path / "probe.json", tmp_path / "rescaled.json"
-    cli = [sys.executable, "-m", "serving.cli", "profile"]
+    cli = [sys.executable, "-m", "costroute.cli", "profile"]
     subprocess.run([*cli, "probe", "--engine", "onnxruntime", "--model", str(tiny_model_dir),
                     "--table", str(measured), "--repetitions", "3", "--out", str(probe)],
                    check=True, timeout=300)

@@ -21,7 +21,7 @@ sweep() {  # sweep NAME [--backend ID]
   local name=$1; shift
   serve "$name" "$@"
   rm -rf "${OUT:?}/$name"
-  "$PY" -m serving.cli loadtest sweep --url "http://127.0.0.1:$PORT" --fleet deploy/local.yaml \
+  "$PY" -m costroute.cli loadtest sweep --url "http://127.0.0.1:$PORT" --fleet deploy/local.yaml \
       "$@" "${WORKLOAD[@]}" --out "$OUT/$name" --label "$name" --no-progress
   stop
   rm -f "$OUT/$name"/rate-*/report.html  # the markdown reports and plots stay; keeps the repo small
@@ -31,6 +31,6 @@ for backend in cpu-vllm cpu-onnxruntime cpu-onnxruntime-1t; do
   sweep "$backend" --backend "$backend"
 done
 sweep fleet-cost-slo
-"$PY" -m serving.cli loadtest compare "$OUT"/cpu-vllm "$OUT"/cpu-onnxruntime \
+"$PY" -m costroute.cli loadtest compare "$OUT"/cpu-vllm "$OUT"/cpu-onnxruntime \
     "$OUT"/cpu-onnxruntime-1t "$OUT"/fleet-cost-slo --out "$OUT"
 echo "serve logs: $LOGS"

@@ -27,7 +27,7 @@ OUT=${OUT:-docs/examples/simulator-validation}
 PY=${PY:-.venv/bin/python}
 PORT=${PORT:-8300}
 LOGS=$(mktemp -d)
-CR=("$PY" -m serving.cli)
+CR=("$PY" -m costroute.cli)
 
 source docs/examples/serve.sh  # serve NAME [--backend ID], stop
 capacity() {  # capacity ID KEY: from the backend's in-process table

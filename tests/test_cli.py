@@ -8,12 +8,12 @@ from pathlib import Path
 
 import pytest
 
-from serving.cli import build_parser, main
+from costroute.cli import build_parser, main
 
 
 def test_help_does_not_import_heavy_modules() -> None:
     code = (
-        "import sys; from serving.cli import build_parser; build_parser().format_help(); "
+        "import sys; from costroute.cli import build_parser; build_parser().format_help(); "
         "heavy = [m for m in ('torch', 'onnxruntime', 'vllm', 'ray', 'transformers') "
         "if m in sys.modules]; print(heavy)"
     )
@@ -34,7 +34,7 @@ def test_cli_error_names_the_field(capsys: pytest.CaptureFixture[str]) -> None:
 @pytest.mark.integration
 def test_generate_prints_a_completion(tiny_model_dir: Path) -> None:
     out = subprocess.run(
-        [sys.executable, "-m", "serving.cli", "generate", "--model", str(tiny_model_dir),
+        [sys.executable, "-m", "costroute.cli", "generate", "--model", str(tiny_model_dir),
          "--prompt", "Hello world", "--max-tokens", "12", "--ignore-eos", "--stats"],
         capture_output=True, text=True, timeout=120,
     )
